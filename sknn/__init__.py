@@ -1,0 +1,12 @@
+"""sknn: scikit-learn estimators for neural-network classification on PyTorch."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from sknn._mlp import MLPClassifierTorch
+
+try:
+    __version__ = version("sknn")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["MLPClassifierTorch", "__version__"]

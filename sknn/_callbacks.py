@@ -1,0 +1,131 @@
+"""skorch callbacks that give the training loop scikit-learn's MLP semantics.
+
+Each callback keeps its state in ``*_`` attributes and resets it in
+``initialize()``, which skorch calls when the net is (re)initialised but not on
+``partial_fit`` or a warm-started ``fit``, exactly when scikit-learn keeps its
+``best_loss_`` and no-improvement counter.
+
+A callback stops training the skorch way, by raising ``KeyboardInterrupt``; it
+first records why in ``net.stop_reason_`` so that a real Ctrl-C can be told
+apart from a planned stop.
+"""
+
+import numpy as np
+from skorch.callbacks import Callback
+
+
+def set_lr(net, lr):
+    """Set the learning rate of every parameter group of the net's optimizer."""
+    for group in net.optimizer_.param_groups:
+        group["lr"] = lr
+
+
+class NoImprovementStopping(Callback):
+    """Stop (or divide the learning rate by 5) after ``n_iter_no_change`` epochs
+    without an improvement of more than ``tol``.
+
+    Parameters
+    ----------
+    monitor : {'train_loss', 'valid_acc'}
+        The training loss (lower is better) when ``early_stopping=False``, the
+        validation accuracy (higher is better) when it is True.
+    tol : float
+    n_iter_no_change : int or inf
+    adaptive : bool
+        scikit-learn's ``learning_rate='adaptive'``: instead of stopping, divide
+        the learning rate by 5, and stop once it is at most 1e-6.
+    restore_best : bool
+        Keep a copy of the parameters at the best epoch and restore it when
+        training ends (scikit-learn does this with early stopping).
+    """
+
+    def __init__(self, monitor="train_loss", tol=1e-4, n_iter_no_change=10,
+                 adaptive=False, restore_best=False):
+        self.monitor = monitor
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.adaptive = adaptive
+        self.restore_best = restore_best
+
+    @property
+    def _higher_is_better(self):
+        return self.monitor.endswith("acc")
+
+    def initialize(self):
+        self.best_ = -np.inf if self._higher_is_better else np.inf
+        self.no_improvement_count_ = 0
+        self.best_state_ = None
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        net.stop_reason_ = None
+
+    def on_epoch_end(self, net, **kwargs):
+        score = net.history[-1, self.monitor]
+        if self._higher_is_better:
+            improved_enough = score >= self.best_ + self.tol
+            is_best = score > self.best_
+        else:
+            improved_enough = score <= self.best_ - self.tol
+            is_best = score < self.best_
+        self.no_improvement_count_ = 0 if improved_enough else (
+            self.no_improvement_count_ + 1)
+        if is_best:
+            self.best_ = float(score)
+            if self.restore_best:
+                self.best_state_ = {
+                    k: v.detach().clone() for k, v in net.module_.state_dict().items()
+                }
+        if self.no_improvement_count_ <= self.n_iter_no_change:
+            return
+        what = ("Validation score" if self._higher_is_better else "Training loss")
+        reason = (
+            f"{what} did not improve more than tol={self.tol:f} for "
+            f"{self.n_iter_no_change} consecutive epochs."
+        )
+        if self.adaptive:
+            lr = net.optimizer_.param_groups[0]["lr"]
+            if lr > 1e-6:
+                set_lr(net, lr / 5.0)
+                self.no_improvement_count_ = 0
+                if net.verbose:
+                    print(f"{reason} Setting learning rate to {lr / 5.0:f}")
+                return
+            reason += " Learning rate too small."
+        if net.verbose:
+            print(f"{reason} Stopping.")
+        net.stop_reason_ = reason
+        raise KeyboardInterrupt
+
+    def on_train_end(self, net, **kwargs):
+        if self.restore_best and self.best_state_ is not None:
+            net.module_.load_state_dict(self.best_state_)
+
+
+class InvScalingLR(Callback):
+    """scikit-learn's ``learning_rate='invscaling'``: after each epoch the rate
+    becomes ``learning_rate_init / (t + 1) ** power_t``, t the samples seen."""
+
+    def __init__(self, learning_rate_init=1e-3, power_t=0.5):
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+
+    def initialize(self):
+        self.t_ = 0
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        self.t_ += net.history[-1, "train_samples"]
+        set_lr(net, self.learning_rate_init / (self.t_ + 1) ** self.power_t)
+
+
+class SklearnPrintLog(Callback):
+    """Print one line per epoch, worded as scikit-learn's MLP does."""
+
+    def on_epoch_end(self, net, **kwargs):
+        if not net.verbose:
+            return
+        row = net.history[-1]
+        print(f"Iteration {row['epoch']}, loss = {row['train_loss']:.8f}")
+        if "valid_acc" in row:
+            print(f"Validation score: {row['valid_acc']:f}")
