@@ -7,6 +7,7 @@ disk and says which file is missing or unreadable when it cannot.
 import gzip
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,13 @@ def load_mnist(path):
 
 
 def _load_mnist_npz(path):
+    with open(path, "rb") as f:
+        is_zip = f.read(2) == b"PK"  # an .npz is a zip archive
+    if not is_zip:
+        raise ValueError(
+            f"load_mnist: {str(path)!r} is not a readable .npz file (not a zip "
+            "archive). Pass Keras' mnist.npz or a folder of MNIST IDX files."
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [key for key in MNIST_FILES if key not in data.files]
@@ -100,7 +108,7 @@ def _load_mnist_npz(path):
                     "x_test and y_test."
                 )
             arrays = {key: np.asarray(data[key]) for key in MNIST_FILES}
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(
             f"load_mnist: {str(path)!r} is not a readable .npz file ({exc}). "
             "Pass Keras' mnist.npz or a folder of MNIST IDX files."
