@@ -1,0 +1,99 @@
+"""Learning curves of a fitted sknn estimator (matplotlib, an optional extra)."""
+
+import os
+
+__all__ = ["plot_history"]
+
+
+def _require_pyplot():
+    try:
+        # matplotlib falls back to the Agg backend by itself without a display
+        from matplotlib import pyplot
+    except ImportError as exc:
+        raise ImportError(
+            "plot_history needs matplotlib, which is not installed. Install it "
+            'with: pip install "sknn[plot]"'
+        ) from exc
+    return pyplot
+
+
+def _final_estimator(estimator):
+    """The estimator that holds ``history_``: itself, or a Pipeline's last step
+    (recursively), or the ``best_estimator_`` of a fitted search."""
+    seen = estimator
+    while not hasattr(seen, "history_"):
+        if hasattr(seen, "best_estimator_"):
+            seen = seen.best_estimator_
+        elif hasattr(seen, "steps"):
+            seen = seen.steps[-1][1]
+        else:
+            break
+    return seen
+
+
+def plot_history(estimator, path=None):
+    """Plot the training (and validation) loss and accuracy per epoch.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A fitted :class:`~sknn.MLPClassifierTorch` or :class:`~sknn.CNNClassifier`,
+        or a fitted :class:`~sklearn.pipeline.Pipeline` (or search such as
+        :class:`~sklearn.model_selection.GridSearchCV`) whose final estimator is
+        one. Its ``history_`` is plotted; validation curves appear when it was
+        fitted with ``early_stopping=True``.
+    path : str or path-like, default=None
+        When given, the figure is also saved there (the format follows the
+        suffix, e.g. ``.png``, ``.pdf``, ``.svg``).
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        A figure with two axes: loss (left) and accuracy (right) against the
+        epoch number.
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed.
+    ValueError
+        If the estimator is not fitted or has no ``history_``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sknn import MLPClassifierTorch
+    >>> from sknn.plotting import plot_history
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = MLPClassifierTorch(max_iter=5, early_stopping=True).fit(X, y)
+    ... # doctest: +SKIP
+    >>> fig = plot_history(clf, "curves.png")  # doctest: +SKIP
+    """
+    final = _final_estimator(estimator)
+    history = getattr(final, "history_", None)
+    if not history:
+        raise ValueError(
+            f"plot_history needs a fitted estimator with a non-empty history_; "
+            f"{type(final).__name__} has none. Fit an sknn estimator (or a "
+            "Pipeline ending in one) first."
+        )
+    plt = _require_pyplot()
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((ax_loss, "loss", "Loss"),
+                           (ax_acc, "accuracy", "Accuracy")):
+        ax.plot(epochs, [row[key] for row in history], marker="o", markersize=3,
+                label="train")
+        if all(f"val_{key}" in row for row in history):
+            ax.plot(epochs, [row[f"val_{key}"] for row in history], marker="o",
+                    markersize=3, label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{type(final).__name__} learning curves")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(os.fspath(path))
+    return fig
