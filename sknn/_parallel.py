@@ -1,12 +1,59 @@
-"""Where a fit runs: the torch device and the number of CPU threads it may use."""
+"""Where a fit runs: the torch device and the number of CPU threads it may use.
 
+A fit may run in the caller's process, in a joblib worker (a loky process or a
+thread, e.g. under ``GridSearchCV(n_jobs=k)``) or in a dask.distributed worker
+(``joblib.parallel_backend("dask")``). Nothing here schedules anything: joblib
+and dask decide where a fit runs, and this module only makes each fit a good
+neighbour there.
+
+- CPU threads: torch's intra-op pool defaults to every core, so k concurrent
+  fits would run k x cores threads. Inside a worker, each fit uses at most
+  ``cores // (fits running at once in its process)`` threads and never more
+  than the thread limit joblib or dask gave the worker process (loky exports
+  ``OMP_NUM_THREADS=cores // n_jobs`` to its workers unless the parent set it;
+  the dask nanny exports ``OMP_NUM_THREADS=1``). In the caller's own process
+  torch's setting, including a ``threadpoolctl.threadpool_limits`` the caller
+  put around the fit, is kept. The caller's setting is restored after the fit.
+- GPUs: ``device='auto'`` in parallel workers with several visible GPUs spreads
+  the fits round-robin over them by worker index, and the CUDA cache is
+  released when a fit ends.
+"""
+
+import itertools
+import os
+import re
+import sys
+import threading
+import zlib
 from contextlib import contextmanager
 
+import joblib
 import torch
+from joblib.parallel import get_active_backend
+
+#: the environment variables through which joblib (loky) and the dask nanny
+#: limit the threads of a worker process, in the order they are read
+THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+_lock = threading.Lock()
+#: sknn fits running at this moment in this process (threads of one process)
+_active_fits = 0
+#: a small per-thread index for threads that run fits, for GPU round-robin
+_thread_slots = itertools.count()
+_thread_state = threading.local()
 
 
 def _cuda_available():
     return torch.cuda.is_available()
+
+
+def _cuda_device_count():
+    return torch.cuda.device_count()
+
+
+def _cpu_count():
+    # joblib's count honours CPU affinity and cgroup (container) quotas
+    return joblib.cpu_count()
 
 
 def _mps_available():
@@ -14,15 +61,122 @@ def _mps_available():
     return backend is not None and backend.is_available()
 
 
+# --------------------------------------------------------------- where are we
+def _dask_worker():
+    """The dask.distributed worker running this code, or None.
+
+    ``distributed`` is only consulted when something already imported it: a
+    dask worker process always has, and sknn never imports dask itself.
+    """
+    if "distributed" not in sys.modules:
+        return None
+    try:
+        from distributed import get_worker
+
+        return get_worker()
+    except (ImportError, ValueError):
+        return None
+
+
+def _in_joblib_worker():
+    """Whether this code runs as a task of a joblib ``Parallel`` call.
+
+    joblib runs each batch of tasks under the backend's *nested* backend,
+    whose ``nesting_level`` is at least 1, both in loky worker processes and
+    in threads of the threading backend; at top level it is 0.
+    """
+    backend, _ = get_active_backend()
+    return (getattr(backend, "nesting_level", 0) or 0) >= 1
+
+
+def _env_thread_limit():
+    """The thread limit joblib/loky or the dask nanny exported to this worker
+    process (``OMP_NUM_THREADS``), or None."""
+    for var in THREAD_LIMIT_VARS:
+        value = os.environ.get(var, "")
+        if value.strip().isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
+def _process_index():
+    """This worker process's index among its siblings: the number in
+    multiprocessing's process name ('LokyProcess-3', 'ForkPoolWorker-2'), or
+    the dask worker's name; 0 in the main process."""
+    dask = _dask_worker()
+    if dask is not None:
+        name = dask.name
+        if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
+            return int(name)
+        # a named worker of a real cluster: a stable number from its name
+        return zlib.crc32(str(name).encode())
+    import multiprocessing
+
+    name = multiprocessing.current_process().name
+    if name == "MainProcess":
+        return 0
+    match = re.search(r"(\d+)$", name)
+    return int(match.group(1)) - 1 if match else os.getpid()
+
+
+def _thread_index():
+    """0 in the main thread; else a small number fixed per thread, given in the
+    order threads first ask for one (joblib's and dask's pool threads live
+    for many tasks)."""
+    if threading.current_thread() is threading.main_thread():
+        return 0
+    slot = getattr(_thread_state, "slot", None)
+    if slot is None:
+        slot = _thread_state.slot = next(_thread_slots)
+    return slot
+
+
+def worker_index():
+    """A number that differs between the parallel workers running sknn fits.
+
+    Consecutive loky processes, dask workers named 0, 1, ... and joblib's
+    threads get consecutive numbers, so ``worker_index() % n`` spreads them
+    round-robin over n devices.
+
+    Returns
+    -------
+    index : int or None
+        None when this code does not run in a joblib or dask worker.
+    """
+    dask = _dask_worker()
+    if dask is None and not _in_joblib_worker():
+        return None
+    threads = dask.state.nthreads if dask is not None else 1
+    return _process_index() * max(int(threads), 1) + _thread_index()
+
+
+# --------------------------------------------------------------------- device
 def resolve_device(device):
     """The concrete torch device string for the ``device`` parameter.
 
-    'auto' becomes 'cuda' when ``torch.cuda.is_available()`` and 'cpu' otherwise.
+    'auto' becomes 'cuda' when ``torch.cuda.is_available()`` and 'cpu'
+    otherwise. In a parallel worker (joblib or dask) with several visible GPUs,
+    'auto' becomes 'cuda:i' with i = worker index modulo the number of GPUs, so
+    concurrent fits spread over the GPUs instead of piling onto cuda:0.
     An explicit accelerator that is not present is a ValueError that names the
     way out, not a CUDA stack trace in the middle of training.
+
+    Parameters
+    ----------
+    device : str
+        'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.
+
+    Returns
+    -------
+    device : str
+        The device the fit runs on.
     """
     if device == "auto":
-        return "cuda" if _cuda_available() else "cpu"
+        if not _cuda_available():
+            return "cpu"
+        n_gpus = _cuda_device_count()
+        index = worker_index() if n_gpus > 1 else None
+        return "cuda" if index is None else f"cuda:{index % n_gpus}"
     try:
         kind = torch.device(device).type
     except (RuntimeError, TypeError) as exc:
@@ -38,10 +192,10 @@ def resolve_device(device):
         )
     if kind == "cuda":
         index = torch.device(device).index
-        if index is not None and index >= torch.cuda.device_count():
+        if index is not None and index >= _cuda_device_count():
             raise ValueError(
                 f"device={device!r} was requested but only "
-                f"{torch.cuda.device_count()} CUDA device(s) are visible."
+                f"{_cuda_device_count()} CUDA device(s) are visible."
             )
     if kind == "mps" and not _mps_available():
         raise ValueError(
@@ -59,12 +213,80 @@ def map_location(device):
     kind = torch.device(device).type
     if kind == "cuda" and not _cuda_available():
         return "cpu"
+    if kind == "cuda":
+        index = torch.device(device).index
+        if index is not None and index >= _cuda_device_count():
+            # fitted on cuda:3 of a 4-GPU worker, loaded where fewer are visible
+            return "cuda"
     if kind == "mps" and not _mps_available():
         return "cpu"
     return device
 
 
+def release_device_memory():
+    """Give the CUDA caching allocator's unused blocks back to the driver.
+
+    Only when this process has initialised CUDA, so a CPU fit never touches
+    (or initialises) it. Other processes sharing the GPU then see the memory.
+    """
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+# -------------------------------------------------------------------- threads
+def fit_thread_count(concurrent=1):
+    """The number of torch intra-op threads one fit should use here.
+
+    Parameters
+    ----------
+    concurrent : int, default=1
+        sknn fits running at once in this process, this one included.
+
+    Returns
+    -------
+    n_threads : int
+        In the caller's own process: ``torch.get_num_threads()``, unchanged.
+        In a joblib or dask worker: at most ``cores // concurrent`` (dask:
+        ``cores // worker threads``), at most what the worker process was given
+        through ``OMP_NUM_THREADS``, at most torch's current setting, and at
+        least 1.
+    """
+    current = torch.get_num_threads()
+    dask = _dask_worker()
+    if dask is not None:
+        # every task thread of the worker may run a fit at the same time
+        concurrent = max(concurrent, int(dask.state.nthreads or 1))
+    elif not _in_joblib_worker():
+        return current
+    cap = _cpu_count() // max(concurrent, 1)
+    given = _env_thread_limit()
+    if given is not None:
+        cap = min(cap, given)
+    return max(1, min(current, cap))
+
+
 @contextmanager
 def fit_threads():
-    """Scope for one fit's torch CPU threads (restored afterwards)."""
-    yield
+    """Scope of one fit: its torch CPU threads, restored afterwards.
+
+    On entry, sets ``torch.set_num_threads(fit_thread_count(...))`` when that
+    differs from the current setting; on exit, restores the caller's
+    ``torch.get_num_threads()`` and releases cached CUDA memory (see
+    :func:`release_device_memory`).
+    """
+    global _active_fits
+    with _lock:
+        _active_fits += 1
+        concurrent = _active_fits
+    before = torch.get_num_threads()
+    wanted = fit_thread_count(concurrent)
+    try:
+        if wanted != before:
+            torch.set_num_threads(wanted)
+        yield wanted
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+        with _lock:
+            _active_fits -= 1
+        release_device_memory()

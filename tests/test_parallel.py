@@ -1,0 +1,240 @@
+"""Fits in parallel workers: torch threads per fit, GPU choice, grid search."""
+
+import os
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from joblib import Parallel, delayed
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+from skorch.callbacks import Callback
+from threadpoolctl import threadpool_limits
+
+import sknn._parallel as par
+from sknn import MLPClassifierTorch
+
+
+class ThreadRecorder(Callback):
+    """Records the torch intra-op threads in effect while the net trains."""
+
+    def initialize(self):
+        self.seen_ = None
+        return self
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.seen_ = torch.get_num_threads()
+
+
+def _threads_seen(clf):
+    return dict(clf.net_.callbacks_)["ThreadRecorder"].seen_
+
+
+def _tiny_fit(X, y, **params):
+    clf = MLPClassifierTorch(hidden_layer_sizes=(8,), max_iter=2, random_state=0,
+                             callbacks=[ThreadRecorder()], **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return clf.fit(X, y)
+
+
+def _fit_with_caller_threads(X, y, caller_threads):
+    """Run in a worker: the caller's setting is deliberately above the budget."""
+    torch.set_num_threads(caller_threads)
+    clf = _tiny_fit(X, y)
+    return (_threads_seen(clf), torch.get_num_threads(),
+            int(os.environ["OMP_NUM_THREADS"]), par._cpu_count())
+
+
+@pytest.fixture(scope="module")
+def small(digits):
+    X, y = digits
+    return X[:300].astype(np.float32), y[:300]
+
+
+@pytest.fixture
+def restore_torch_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------- threads
+def test_fit_in_loky_worker_uses_the_worker_thread_limit_and_restores(small):
+    X, y = small
+    # loky exports OMP_NUM_THREADS=max(cores // n_jobs, 1) to its workers
+    results = Parallel(n_jobs=2)(
+        delayed(_fit_with_caller_threads)(X, y, 64) for _ in range(2))
+    for seen, after, given, cores in results:
+        assert seen == max(1, min(given, cores))
+        assert seen < 64
+        assert after == 64
+
+
+def test_fit_in_caller_process_keeps_torch_setting(small, restore_torch_threads):
+    X, y = small
+    torch.set_num_threads(3)
+    clf = _tiny_fit(X, y)
+    assert _threads_seen(clf) == 3
+    assert torch.get_num_threads() == 3
+
+
+def test_fit_honours_threadpoolctl_limit_of_caller(small, restore_torch_threads):
+    X, y = small
+    torch.set_num_threads(2)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        clf = _tiny_fit(X, y)
+    assert _threads_seen(clf) == 1
+    assert torch.get_num_threads() == 2
+
+
+def test_threads_restored_when_fit_fails(small, restore_torch_threads, monkeypatch):
+    X, y = small
+    monkeypatch.setattr(par, "_in_joblib_worker", lambda: True)
+    monkeypatch.setattr(par, "_cpu_count", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    torch.set_num_threads(4)
+    with pytest.raises(RuntimeError, match="boom"):
+        with par.fit_threads() as n_threads:
+            assert n_threads == 4 and torch.get_num_threads() == 4
+            with par.fit_threads() as inner:
+                # two fits at once in one process (threading backend) share
+                assert inner == 2 and torch.get_num_threads() == 2
+                raise RuntimeError("boom")
+    assert torch.get_num_threads() == 4
+
+
+@pytest.mark.parametrize(
+    "in_worker, env, cores, concurrent, current, expected",
+    [
+        (False, None, 8, 2, 8, 8),  # caller's process: torch's setting
+        (True, None, 8, 2, 8, 4),  # threading backend: cores // fits at once
+        (True, "3", 8, 1, 8, 3),  # loky gave the worker OMP_NUM_THREADS=3
+        (True, "16", 8, 1, 8, 8),  # never more than torch's current setting
+        (True, None, 2, 4, 2, 1),  # at least one thread
+    ],
+)
+def test_fit_thread_count(monkeypatch, restore_torch_threads, in_worker, env,
+                          cores, concurrent, current, expected):
+    monkeypatch.setattr(par, "_in_joblib_worker", lambda: in_worker)
+    monkeypatch.setattr(par, "_cpu_count", lambda: cores)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    if env is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    torch.set_num_threads(current)
+    assert par.fit_thread_count(concurrent) == expected
+
+
+# -------------------------------------------------------------------- device
+@pytest.fixture
+def fake_gpus(monkeypatch):
+    """Pretend n CUDA devices are visible; returns a setter."""
+
+    def set_gpus(n):
+        monkeypatch.setattr(par, "_cuda_available", lambda: n > 0)
+        monkeypatch.setattr(par, "_cuda_device_count", lambda: n)
+
+    return set_gpus
+
+
+def test_auto_device_in_caller_process_is_cuda(fake_gpus):
+    fake_gpus(4)
+    assert par.resolve_device("auto") == "cuda"
+    fake_gpus(0)
+    assert par.resolve_device("auto") == "cpu"
+
+
+@pytest.mark.parametrize("n_gpus, expected", [
+    (4, ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]),
+    (2, ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0", "cuda:1"]),
+    (1, ["cuda"] * 6),
+])
+def test_auto_device_round_robin_over_gpus(fake_gpus, monkeypatch, n_gpus,
+                                           expected):
+    fake_gpus(n_gpus)
+    devices = []
+    for index in range(6):
+        monkeypatch.setattr(par, "worker_index", lambda index=index: index)
+        devices.append(par.resolve_device("auto"))
+    assert devices == expected
+
+
+def test_explicit_device_not_rewritten_in_workers(fake_gpus, monkeypatch):
+    fake_gpus(4)
+    monkeypatch.setattr(par, "worker_index", lambda: 3)
+    assert par.resolve_device("cuda:0") == "cuda:0"
+    assert par.resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="only 4 CUDA device"):
+        par.resolve_device("cuda:7")
+
+
+def test_threading_workers_get_different_gpus(fake_gpus):
+    fake_gpus(2)
+    barrier = threading.Barrier(2, timeout=30)
+
+    def task():
+        barrier.wait()  # both pool threads are running tasks at once
+        return threading.get_ident(), par.resolve_device("auto")
+
+    results = Parallel(n_jobs=2, backend="threading")(delayed(task)() for _ in range(2))
+    assert len({ident for ident, _ in results}) == 2
+    assert {device for _, device in results} == {"cuda:0", "cuda:1"}
+
+
+def _device_in_loky_worker():
+    import multiprocessing
+
+    import sknn._parallel as worker_par
+
+    # the worker process outlives this task: put its functions back afterwards
+    real = worker_par._cuda_available, worker_par._cuda_device_count
+    worker_par._cuda_available = lambda: True
+    worker_par._cuda_device_count = lambda: 2
+    try:
+        return (multiprocessing.current_process().name,
+                worker_par.resolve_device("auto"))
+    finally:
+        worker_par._cuda_available, worker_par._cuda_device_count = real
+
+
+def test_loky_workers_round_robin_by_process_number():
+    results = Parallel(n_jobs=2)(delayed(_device_in_loky_worker)() for _ in range(4))
+    for name, device in results:
+        number = int(name.rsplit("-", 1)[1])
+        assert device == f"cuda:{(number - 1) % 2}"
+
+
+def test_cuda_cache_released_after_fit_only_when_cuda_in_use(small, monkeypatch):
+    X, y = small
+    calls = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append(1))
+    _tiny_fit(X, y)
+    assert calls == []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    _tiny_fit(X, y)
+    assert calls == [1]
+
+
+# --------------------------------------------------------------- grid search
+def test_grid_search_n_jobs_2_matches_n_jobs_1(digits):
+    X, y = digits
+    X, y = X[:450].astype(np.float32), y[:450]
+    grid = {"hidden_layer_sizes": [(2,), (32,)]}
+    est = MLPClassifierTorch(max_iter=15, learning_rate_init=0.01, random_state=0)
+    searches = []
+    for n_jobs in (1, 2):
+        search = GridSearchCV(est, grid, cv=3, n_jobs=n_jobs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            searches.append(search.fit(X, y))
+    one, two = searches
+    assert one.best_params_ == two.best_params_ == {"hidden_layer_sizes": (32,)}
+    # a worker trains with fewer threads: summation order may differ slightly
+    np.testing.assert_allclose(one.cv_results_["mean_test_score"],
+                               two.cv_results_["mean_test_score"], atol=0.02)
+    assert two.score(X, y) > 0.8
