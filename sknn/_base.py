@@ -8,6 +8,7 @@ layout hooks ``_flatten_X`` and ``_input_tensor``.
 
 import copy
 import warnings
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -46,7 +47,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         "activation": [StrOptions(set(ACTIVATIONS))],
         "solver": [StrOptions({"adam", "sgd", "lbfgs"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "power_t": [Interval(Real, 0, None, closed="left")],
@@ -95,15 +99,44 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         return None
 
     # ------------------------------------------------------------------ helpers
-    def _validate_X(self, X, y=None, reset=True):
-        """Validated float32 X (and y): the one place input is checked."""
+    def _validate_X(self, X, reset=False):
+        """Validated 2-D float32 X for prediction: the one place it is checked."""
         X = self._flatten_X(X, reset)
-        kwargs = dict(accept_sparse=["csr", "csc"], dtype=np.float32, reset=reset)
-        if y is None:
-            X = validate_data(self, X, **kwargs)
-            return (X.toarray() if sparse.issparse(X) else X), None
-        X, y = validate_data(self, X, y, multi_output=True, **kwargs)
+        if not reset and self._is_valid_predict_array(X):
+            return X
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=np.float32,
+                          reset=reset)
+        return X.toarray() if sparse.issparse(X) else X
+
+    def _validate_Xy(self, X, y, reset):
+        """Validated 2-D float32 X and y for fitting."""
+        X = self._flatten_X(X, reset)
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"],
+                             dtype=np.float32, multi_output=True, reset=reset)
         return (X.toarray() if sparse.issparse(X) else X), y
+
+    def _is_valid_predict_array(self, X):
+        """True when X is a plain finite float ndarray of the fitted width, the
+        case where ``validate_data(reset=False)`` would only confirm it.
+
+        Single-row prediction is latency-bound and ``validate_data`` alone costs
+        more than the forward pass of a small net; every other input (lists,
+        DataFrames, sparse, other dtypes, wrong width, NaN/inf) goes through
+        ``validate_data`` and gets its errors and warnings.
+        """
+        return (
+            type(X) is np.ndarray
+            and X.ndim == 2
+            and X.dtype in (np.float32, np.float64)
+            and X.shape[0] > 0
+            and X.shape[1] == self.n_features_in_
+            and not hasattr(self, "feature_names_in_")
+            and bool(np.isfinite(X.sum()))
+        )
+
+    def _batch_work(self, batch_size):
+        """Rough multiply-accumulates of one training batch (forward pass)."""
+        return batch_size * sum(p.numel() for p in self.net_.module_.parameters())
 
     def _batch_size(self, n_samples):
         if self.batch_size == "auto":
@@ -111,7 +144,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         if self.batch_size > n_samples:
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. It is "
-                "going to be clipped"
+                "going to be clipped", stacklevel=2
             )
         return int(np.clip(self.batch_size, 1, n_samples))
 
@@ -133,7 +166,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         return torch.optim.LBFGS, dict(
             lr=1.0, max_iter=self.max_iter, max_eval=self.max_fun,
             tolerance_grad=self.tol, tolerance_change=0.0, history_size=10,
-            line_search_fn="strong_wolfe")
+            line_search_fn="strong_wolfe", weight_decay=decay)
 
     def _fused_ok(self):
         # fused Adam/SGD kernels exist for CPU and CUDA from torch 2.4 on
@@ -166,8 +199,8 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         optimizer, opt_kwargs = self._optimizer(batch_size)
         penalty = 0.0
         if optimizer is torch.optim.LBFGS:
-            penalty = self.alpha / self._n_train
-            opt_kwargs.pop("weight_decay", None)
+            # L-BFGS takes no parameter groups: the L2 term goes into the loss
+            penalty = opt_kwargs.pop("weight_decay")
         criterion = (torch.nn.CrossEntropyLoss if encoder.loss_family == "ce"
                      else torch.nn.BCEWithLogitsLoss)
         net = TensorNet(
@@ -286,7 +319,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "net_") or (
             not self.warm_start and not incremental)
-        X, y = self._validate_X(X, y, reset=first_pass)
+        X, y = self._validate_Xy(X, y, reset=first_pass)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
         y_enc = self._encode_targets(y, incremental, classes)
@@ -300,15 +333,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         seed = int(random_state.randint(_MAX_SEED))
         self.device_ = resolve_device(self.device)
         train, valid = self._datasets(X, y_enc, weight, random_state)
-        self._n_train = len(train)
         batch_size = len(train) if self.solver == "lbfgs" else self._batch_size(
             len(train))
 
-        device_index = torch.device(self.device_)
-        fork_devices = ([device_index.index or 0]
-                        if device_index.type == "cuda" else [])
-        with fit_threads(), torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(seed)
+        with fit_threads(), _seeded_torch_rng(seed, self.device_):
             if first_pass:
                 self.net_ = self._new_net(X.shape[1], batch_size)
             else:
@@ -317,10 +345,11 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             epochs_before = len(self.net_.history)
             epochs = 1 if incremental or self.solver == "lbfgs" else self.max_iter
             try:
-                self.net_.partial_fit(TrainValid(train, valid), None, epochs=epochs)
+                with _one_thread_if_small(self._batch_work(batch_size)):
+                    self.net_.partial_fit(
+                        TrainValid(train, valid), None, epochs=epochs)
             finally:
                 self.net_.generator_ = None
-        del self._n_train
         self._after_fit(epochs_before, incremental)
         return self
 
@@ -357,17 +386,18 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
                 "contain large values and need to be preprocessed."
             )
         if net.interrupted_:
-            warnings.warn("Training interrupted by user.")
+            warnings.warn("Training interrupted by user.", stacklevel=2)
         elif (not incremental and self.solver != "lbfgs"
               and net.stop_reason_ is None and self.n_iter_ == self.max_iter):
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
-                "and the optimization hasn't converged yet.", ConvergenceWarning)
+                "and the optimization hasn't converged yet.",
+                ConvergenceWarning, stacklevel=2)
         elif self.solver == "lbfgs" and self.n_iter_ >= self.max_iter:
             warnings.warn(
                 "lbfgs failed to converge (status=1): STOP: TOTAL NO. OF "
                 "ITERATIONS REACHED LIMIT. Increase the number of iterations "
-                "(max_iter) or scale the data.", ConvergenceWarning)
+                "(max_iter) or scale the data.", ConvergenceWarning, stacklevel=2)
 
     def _set_layer_attributes(self):
         """Subclasses set architecture attributes (``coefs_``, ``n_layers_``...)."""
@@ -378,7 +408,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
 
     def _outputs(self, X):
         check_is_fitted(self)
-        X, _ = self._validate_X(X, reset=False)
+        X = self._validate_X(X)
         return self.net_.forward_outputs(self._input_tensor(X, self.device_))
 
     def predict_proba(self, X):
@@ -429,7 +459,8 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             Predictions in the format ``y`` had in ``fit``: labels, one-hot rows
             or multilabel indicator rows.
         """
-        return self.target_encoder_.inverse_transform(self.predict_proba(X))
+        proba = self.predict_proba(X)
+        return self.target_encoder_.inverse_transform(proba)
 
     # ---------------------------------------------------------------- sklearn
     def __sklearn_tags__(self):
@@ -445,6 +476,45 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             self.device_ = map_location(self.device_)
             if hasattr(self, "net_"):
                 self.net_.device = self.device_
+
+
+#: below this many multiply-accumulates per batch a fit runs on one CPU thread
+SMALL_BATCH_WORK = 4_000_000
+
+
+@contextmanager
+def _one_thread_if_small(work):
+    """One torch thread for small per-batch work, restored afterwards.
+
+    Small matrices gain nothing from a second thread, and under CPU contention
+    (another process, parallel grid-search workers) OpenMP's waiting threads
+    make such fits many times slower: measured here on a 300 x 5 problem,
+    0.26 s with one thread and 9.2 s with two while the other core was busy.
+    """
+    before = torch.get_num_threads()
+    if work >= SMALL_BATCH_WORK or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
+def _seeded_torch_rng(seed, device):
+    """Seed torch's global RNG for the duration of a fit, then put the caller's
+    RNG state back, so fitting leaves the global state as it was."""
+    device = torch.device(device)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        # seed only the generators in use: torch.manual_seed() also queues a
+        # lazy CUDA seeding that records a stack trace on every call
+        torch.random.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.manual_seed(seed)
+        yield
 
 
 def _history_record(row):

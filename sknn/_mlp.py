@@ -79,7 +79,10 @@ class MLPClassifierTorch(BaseTorchClassifier):
 
     _parameter_constraints: dict = {
         **BaseTorchClassifier._parameter_constraints,
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
     }
 
     def __init__(

@@ -94,7 +94,8 @@ class TensorNet(NeuralNetClassifier):
         if not coef:
             return 0.0
         with torch.no_grad():
-            return 0.5 * coef * float(sum(w.pow(2).sum() for w in self._decayed_weights()))
+            squares = sum(w.pow(2).sum() for w in self._decayed_weights())
+        return 0.5 * coef * float(squares)
 
     # ---------------------------------------------------------------- data path
     def get_split_datasets(self, X, y=None, **fit_params):

@@ -1,0 +1,279 @@
+"""Benchmark MLPClassifierTorch against sklearn's MLPClassifier and a plain PyTorch
+loop, in one run, systems interleaved round by round.
+
+    python benchmarks/bench_mlp.py            # full run (several minutes)
+    python benchmarks/bench_mlp.py --quick    # a smoke run
+
+Sections:
+
+1. sklearn's digits (1,797 x 64), hidden (100,), Adam, batch 200, 20 epochs: the
+   whole fit's wall time (per-fit and per-step overhead shows on small data).
+2. MNIST-shaped synthetic data (60,000 x 784), 784-512-10, Adam, batch 128:
+   seconds per epoch.
+3. The real MNIST images (8,000 train / 2,000 test, from ../shared/data/mnist),
+   784-512-10, Adam, batch 128, 10 epochs: test accuracy.
+4. Prediction: single-row ``predict_proba`` latency and 10,000-row predict time.
+5. Peak RSS of a fresh process fitting one epoch of section 2.
+
+Ratios are per round (system time / reference time in the same round), reported
+as median [min-max], so slow spells of a shared machine hit both sides.
+"""
+
+import argparse
+import multiprocessing as mp
+import resource
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from sknn import MLPClassifierTorch
+
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+warnings.filterwarnings("ignore", category=ConvergenceWarning)
+
+
+# ------------------------------------------------------------------ systems
+def plain_torch_fit(X, y, hidden, epochs, batch_size, lr=1e-3, fused=True, seed=0):
+    """The practical limit: tensors preloaded, a permutation sliced per batch."""
+    torch.manual_seed(seed)
+    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    layers, n_in = [], Xt.shape[1]
+    for h in hidden:
+        layers += [nn.Linear(n_in, h), nn.ReLU()]
+        n_in = h
+    model = nn.Sequential(*layers, nn.Linear(n_in, int(yt.max()) + 1))
+    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=fused)
+    loss_fn = nn.CrossEntropyLoss()
+    n = len(Xt)
+    for _ in range(epochs):
+        perm = torch.randperm(n)
+        for start in range(0, n, batch_size):
+            idx = perm[start:start + batch_size]
+            opt.zero_grad()
+            loss = loss_fn(model(Xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+    return model
+
+
+def sklearn_fit(X, y, hidden, epochs, batch_size):
+    return MLPClassifier(hidden, max_iter=epochs, batch_size=batch_size,
+                         random_state=0, tol=0.0).fit(X, y)
+
+
+def sknn_fit(X, y, hidden, epochs, batch_size):
+    return MLPClassifierTorch(hidden, max_iter=epochs, batch_size=batch_size,
+                              random_state=0, tol=0.0, device="cpu").fit(X, y)
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - start, out
+
+
+def summary(values):
+    return statistics.median(values), min(values), max(values)
+
+
+def fmt_ratio(values):
+    med, lo, hi = summary(values)
+    return f"{med:.2f}x [{lo:.2f}-{hi:.2f}]"
+
+
+def fmt_time(values, unit=1.0, digits=3):
+    med, lo, hi = summary([v * unit for v in values])
+    return f"{med:.{digits}f} [{lo:.{digits}f}-{hi:.{digits}f}]"
+
+
+def table(title, header, rows):
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
+
+
+def interleaved(systems, rounds, reference):
+    """Run every system once per round; times per system and ratios to
+    ``reference`` computed within each round."""
+    times = {name: [] for name in systems}
+    for _ in range(rounds):
+        for name, fn in systems.items():
+            times[name].append(fn())
+    ratios = {name: [t / r for t, r in zip(times[name], times[reference])]
+              for name in systems}
+    return times, ratios
+
+
+# ----------------------------------------------------------------- sections
+def bench_digits(rounds):
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    args = (X, y, (100,), 20, 200)
+    systems = {
+        "sklearn MLPClassifier": lambda: timed(sklearn_fit, *args)[0],
+        "plain torch loop (fused Adam)": lambda: timed(plain_torch_fit, *args)[0],
+        "plain torch loop (default Adam)": lambda: timed(
+            lambda *a: plain_torch_fit(*a, fused=False), *args)[0],
+        "sknn MLPClassifierTorch": lambda: timed(sknn_fit, *args)[0],
+    }
+    for fn in systems.values():  # warm-up: imports, first optimizer, caches
+        fn()
+    times, ratios = interleaved(systems, rounds, "sklearn MLPClassifier")
+    table(f"digits 1,797x64, hidden (100,), 20 epochs, {rounds} rounds",
+          ["system", "fit s, median [range]", "ratio to sklearn"],
+          [(n, fmt_time(times[n]), fmt_ratio(ratios[n])) for n in systems])
+    return ratios["sknn MLPClassifierTorch"]
+
+
+def bench_mnist_shaped(rounds, n=60_000):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 784)).astype(np.float32)
+    y = rng.integers(0, 10, size=n)
+    args = (X, y, (512,), 1, 128)
+    systems = {
+        "plain torch loop (fused Adam)": lambda: timed(plain_torch_fit, *args)[0],
+        "plain torch loop (default Adam)": lambda: timed(
+            lambda *a: plain_torch_fit(*a, fused=False), *args)[0],
+        "sknn MLPClassifierTorch": lambda: timed(sknn_fit, *args)[0],
+        "sklearn MLPClassifier": lambda: timed(sklearn_fit, *args)[0],
+    }
+    times, ratios = interleaved(systems, rounds, "plain torch loop (fused Adam)")
+    table(f"MNIST-shaped {n:,}x784, 784-512-10, Adam, batch 128, {rounds} rounds "
+          "of one epoch",
+          ["system", "s/epoch, median [range]", "ratio to plain loop (fused)"],
+          [(k, fmt_time(times[k]), fmt_ratio(ratios[k])) for k in systems])
+    return ratios["sknn MLPClassifierTorch"]
+
+
+def load_real_mnist():
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
+        return None
+    from sknn.datasets import load_mnist
+
+    _, (X, y) = load_mnist(MNIST_DIR)
+    X = X.reshape(len(X), -1).astype(np.float32) / 255.0
+    return X[:8000], y[:8000], X[8000:], y[8000:]
+
+
+def bench_accuracy(epochs):
+    data = load_real_mnist()
+    if data is None:
+        print(f"\n(real MNIST not found at {MNIST_DIR}: accuracy section skipped)")
+        return
+    X_train, y_train, X_test, y_test = data
+    rows = []
+    t, clf = timed(sklearn_fit, X_train, y_train, (512,), epochs, 128)
+    rows.append(("sklearn MLPClassifier", f"{clf.score(X_test, y_test):.4f}",
+                 f"{t:.1f}"))
+    t, model = timed(plain_torch_fit, X_train, y_train, (512,), epochs, 128)
+    with torch.inference_mode():
+        pred = model(torch.from_numpy(X_test)).argmax(1).numpy()
+    rows.append(("plain torch loop (fused Adam)", f"{np.mean(pred == y_test):.4f}",
+                 f"{t:.1f}"))
+    t, clf = timed(sknn_fit, X_train, y_train, (512,), epochs, 128)
+    rows.append(("sknn MLPClassifierTorch", f"{clf.score(X_test, y_test):.4f}",
+                 f"{t:.1f}"))
+    table(f"real MNIST 8,000 train / 2,000 test, 784-512-10, {epochs} epochs",
+          ["system", "test accuracy", "fit s"], rows)
+
+
+def bench_predict(repeats):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 784)).astype(np.float32)
+    y = rng.integers(0, 10, size=2000)
+    X_big = rng.normal(size=(10_000, 784)).astype(np.float32)
+    sk = sklearn_fit(X, y, (512,), 1, 128)
+    ours = sknn_fit(X, y, (512,), 1, 128)
+    module = ours.net_.module_.eval()
+    row = X[:1]
+
+    def bare_forward():
+        with torch.inference_mode():
+            return torch.softmax(module(torch.from_numpy(row)), dim=1).numpy()
+
+    one_row = {
+        "bare torch forward": bare_forward,
+        "sklearn MLPClassifier": lambda: sk.predict_proba(row),
+        "sknn MLPClassifierTorch": lambda: ours.predict_proba(row),
+    }
+    times = {name: [] for name in one_row}
+    inner = 200
+    for _ in range(repeats):
+        for name, fn in one_row.items():
+            fn()
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            times[name].append((time.perf_counter() - start) / inner)
+    ratios = {n: [t / b for t, b in zip(times[n], times["bare torch forward"])]
+              for n in one_row}
+    big = {"sklearn MLPClassifier": lambda: sk.predict(X_big),
+           "sknn MLPClassifierTorch": lambda: ours.predict(X_big)}
+    big_times = {n: [timed(fn)[0] for _ in range(repeats)] for n, fn in big.items()}
+    table(f"prediction, 784-512-10, {repeats} rounds",
+          ["system", "1-row predict_proba ms", "ratio to bare forward",
+           "10,000-row predict ms"],
+          [(n, fmt_time(times[n], 1e3), fmt_ratio(ratios[n]),
+            fmt_time(big_times[n], 1e3, 1) if n in big_times else "-")
+           for n in one_row])
+    return ratios["sknn MLPClassifierTorch"]
+
+
+def _rss_child(system, queue):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60_000, 784)).astype(np.float32)
+    y = rng.integers(0, 10, size=60_000)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    {"sklearn MLPClassifier": sklearn_fit, "sknn MLPClassifierTorch": sknn_fit,
+     "plain torch loop (fused Adam)": plain_torch_fit}[system](X, y, (512,), 1, 128)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put((base / 1024, peak / 1024))
+
+
+def bench_rss():
+    ctx = mp.get_context("spawn")
+    rows = []
+    for system in ("plain torch loop (fused Adam)", "sknn MLPClassifierTorch",
+                   "sklearn MLPClassifier"):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_rss_child, args=(system, queue))
+        proc.start()
+        base, peak = queue.get()
+        proc.join()
+        rows.append((system, f"{base:.0f}", f"{peak:.0f}"))
+    table("peak RSS of a fresh process fitting one epoch of 60,000x784 "
+          "(data itself: 188 MB)",
+          ["system", "RSS after data, MiB", "peak RSS, MiB"], rows)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.quick:
+        bench_digits(2)
+        bench_mnist_shaped(1, n=6_000)
+        bench_predict(2)
+        return
+    bench_digits(7)
+    bench_mnist_shaped(3)
+    bench_predict(7)
+    bench_accuracy(10)
+    bench_rss()
+
+
+if __name__ == "__main__":
+    main()

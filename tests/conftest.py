@@ -1,0 +1,44 @@
+"""Shared fixtures: a seed for every test, tiny data sets, the MNIST folder, the
+``gpu`` marker."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.preprocessing import StandardScaler
+
+#: the real MNIST test set, beside the repository in CI; absent in a user's clone
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    """Every test starts from the same global RNG state."""
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """sklearn's digits, standardised: X float64 (1797, 64), y int (10 classes)."""
+    X, y = load_digits(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.fixture(scope="module")
+def mnist_dir():
+    """The folder of the real MNIST IDX files; skips where it is not present."""
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"the MNIST files are not at {MNIST_DIR} (CI provides them)")
+    return MNIST_DIR
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none is available")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

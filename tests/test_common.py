@@ -1,0 +1,36 @@
+"""scikit-learn's own estimator checks, on small fast instances."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sknn import MLPClassifierTorch
+
+#: check name -> why it cannot pass, per estimator instance
+MLP_EXPECTED_FAILURES = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "minibatch Adam with shuffling: a weight of 2 doubles a sample's gradient "
+        "in one batch, which is not the trajectory of seeing it twice in "
+        "different batches. scikit-learn's MLPClassifier passes only with "
+        "solver='lbfgs', and so does sknn: see test_mlp.py::"
+        "test_lbfgs_sample_weight_equals_repetition."
+    ),
+    "check_sample_weight_equivalence_on_sparse_data": (
+        "as check_sample_weight_equivalence_on_dense_data: minibatch training."
+    ),
+}
+
+
+def _mlp():
+    return MLPClassifierTorch(
+        hidden_layer_sizes=(16,), max_iter=100, learning_rate_init=0.01,
+        random_state=0, device="cpu")
+
+
+def _expected_failed_checks(estimator):
+    if isinstance(estimator, MLPClassifierTorch):
+        return MLP_EXPECTED_FAILURES
+    return {}
+
+
+@parametrize_with_checks([_mlp()], expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
