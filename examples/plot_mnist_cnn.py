@@ -1,0 +1,69 @@
+"""
+====================================
+A Conv32-64-64 CNN on MNIST images
+====================================
+
+The Keras CNN tutorial: three 3x3 convolutions with 32, 64 and 64 filters, max
+pooling after the first two, a dense layer of 64 units and a 10-way softmax.
+:class:`sknn.CNNClassifier` builds exactly this network by default
+(``conv_filters=(32, 64, 64)``, ``dense_layer_sizes=(64,)``) and takes the
+images in the Keras layout, ``(n_samples, height, width, channels)``.
+
+MNIST comes from ``../shared/data/mnist`` when present (28x28 images), else
+scikit-learn's 8x8 digits are used; ``padding='same'`` keeps the small images
+valid through the stack.
+"""
+
+# %%
+# Images in the Keras (channels-last) layout
+# ------------------------------------------
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.metrics import ConfusionMatrixDisplay
+from sklearn.model_selection import train_test_split
+
+from sknn import CNNClassifier
+from sknn.datasets import load_mnist
+from sknn.plotting import plot_history
+
+TINY = os.environ.get("SKNN_EXAMPLE_TINY") == "1"
+MNIST_DIR = Path(os.environ.get("SKNN_MNIST_DIR", Path(__file__).resolve().parents[2]
+                                / "shared" / "data" / "mnist"))
+
+if (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
+    (_, _), (images, y) = load_mnist(MNIST_DIR)
+    X = images[..., np.newaxis] / np.float32(255)  # (N, 28, 28, 1) in [0, 1]
+else:
+    digits = load_digits()
+    X, y = digits.images[..., np.newaxis] / np.float32(16), digits.target
+if TINY:
+    X, _, y, _ = train_test_split(X, y, train_size=160, stratify=y, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.25, stratify=y, random_state=0)
+print(f"images: {X_train.shape} for training, {X_test.shape} for testing")
+
+# %%
+# The network and its training
+# ----------------------------
+clf = CNNClassifier(conv_filters=(32, 64, 64), kernel_size=3, pool_size=2,
+                    dense_layer_sizes=(64,), solver="adam", batch_size=64,
+                    max_iter=1 if TINY else 5, early_stopping=True,
+                    n_iter_no_change=100, random_state=0)
+clf.fit(X_train, y_train)
+print(clf.net_.module_)
+for row in clf.history_:
+    print(f"epoch {row['epoch']}: loss {row['loss']:.4f}, accuracy "
+          f"{row['accuracy']:.4f}, val_accuracy {row['val_accuracy']:.4f}, "
+          f"{row['duration']:.1f} s")
+print(f"test accuracy: {clf.score(X_test, y_test):.4f}")
+
+# %%
+# Learning curves and the confusion matrix
+# ----------------------------------------
+plot_history(clf)
+ConfusionMatrixDisplay.from_estimator(clf, X_test, y_test)
+plt.show()

@@ -1,0 +1,53 @@
+"""Every gallery script in examples/ runs, in a fresh process, in tiny mode
+(SKNN_EXAMPLE_TINY=1: a few hundred samples and one to three epochs)."""
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SCRIPTS = sorted(EXAMPLES.glob("plot_*.py"))
+
+#: lines an example prints when it does what it claims (checked when present)
+EXPECTED = {
+    "plot_mnist_mlp.py": ["test accuracy:", "epoch  1", "val_accuracy"],
+    "plot_deep_mlp_validation.py": ["best validation accuracy:", "test accuracy:"],
+    "plot_mnist_cnn.py": ["Conv2d(32, 64", "test accuracy:"],
+    "plot_image_folder.py": ["X: (", "3072)", "circle", "square", "triangle",
+                             "test accuracy:"],
+    "plot_compare_architectures.py": ["784-512-512-10", "784-512-10",
+                                      "784-256-256-10", "best:"],
+    "plot_label_binarizer.py": ["each row has exactly one 1: True",
+                                "predict_proba columns follow lb.classes_: True"],
+    "plot_persistence.py": ["identical predict_proba: True", "identical labels: True",
+                            "loaded on cpu"],
+}
+
+
+def test_examples_folder_is_a_gallery():
+    assert (EXAMPLES / "README.txt").is_file()
+    assert SCRIPTS, "no examples/plot_*.py found"
+    for script in SCRIPTS:
+        source = script.read_text()
+        doc = ast.get_docstring(ast.parse(source))
+        assert doc, f"{script.name} has no docstring"
+        title_lines = doc.strip().splitlines()[:3]
+        assert set(title_lines[0]) == {"="} and set(title_lines[2]) == {"="}, (
+            f"{script.name}: the docstring must open with an rst title")
+        assert "# %%" in source, f"{script.name} has no '# %%' cells"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
+def test_example_runs_in_tiny_mode(script, tmp_path):
+    env = dict(os.environ, SKNN_EXAMPLE_TINY="1", MPLBACKEND="Agg",
+               PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for text in EXPECTED.get(script.name, []):
+        assert text in proc.stdout, f"{text!r} not printed:\n{proc.stdout}"
+    assert list(tmp_path.iterdir()) == [], "the example left files behind"
