@@ -1,7 +1,7 @@
 """
-==================================================
+====================================================
 Save with joblib, load and predict in a new process
-==================================================
+====================================================
 
 Keras users call ``model.save`` and ``load_model``. A fitted sknn estimator
 (or a whole Pipeline) is a plain scikit-learn object: ``joblib.dump`` saves
