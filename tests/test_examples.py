@@ -36,8 +36,10 @@ def test_examples_folder_is_a_gallery():
         doc = ast.get_docstring(ast.parse(source))
         assert doc, f"{script.name} has no docstring"
         title_lines = doc.strip().splitlines()[:3]
-        assert set(title_lines[0]) == {"="} and set(title_lines[2]) == {"="}, (
+        over, title, under = title_lines
+        assert set(over) == {"="} and over == under, (
             f"{script.name}: the docstring must open with an rst title")
+        assert len(over) >= len(title.strip()), f"{script.name}: title overline short"
         assert "# %%" in source, f"{script.name} has no '# %%' cells"
 
 
