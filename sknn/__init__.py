@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from sknn._cnn import CNNClassifier
 from sknn._mlp import MLPClassifierTorch
 
 try:
@@ -9,4 +10,4 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["MLPClassifierTorch", "__version__"]
+__all__ = ["CNNClassifier", "MLPClassifierTorch", "__version__"]

@@ -130,3 +130,158 @@ class MLPModule(nn.Sequential):
     def linear_layers(self):
         """The Linear layers in order, input to output."""
         return [m for m in self if isinstance(m, nn.Linear)]
+
+
+# ------------------------------------------------------------------ images
+def conv_blocks(conv_filters):
+    """``conv_filters`` as a tuple of blocks, each a tuple of filter counts.
+
+    An int entry is a block of one convolution (``(32, 64, 64)``); a tuple entry
+    is a block of several convolutions that share one pooling layer
+    (``((32, 32), (64, 64))``, VGG style).
+    """
+    blocks = []
+    for entry in conv_filters:
+        block = tuple(entry) if hasattr(entry, "__iter__") else (entry,)
+        if not block or any(int(f) != f or int(f) < 1 for f in block):
+            raise ValueError(
+                "conv_filters must hold positive ints (one convolution per block) "
+                "or non-empty tuples of positive ints (several convolutions per "
+                f"block), got {tuple(conv_filters)!r}."
+            )
+        blocks.append(tuple(int(f) for f in block))
+    return tuple(blocks)
+
+
+def pair(value):
+    """An int or a pair of ints as a (height, width) pair of ints."""
+    if hasattr(value, "__iter__"):
+        height, width = value
+        return int(height), int(width)
+    return int(value), int(value)
+
+
+def pooled_after(n_blocks, pool_last):
+    """Which blocks a pooling layer follows: all but the last, or all."""
+    return [i < n_blocks - 1 or pool_last for i in range(n_blocks)]
+
+
+def conv_output_hw(height, width, blocks, kernel_size, pool_size, padding,
+                   pool_last):
+    """(height, width) of the feature map after the convolution stack.
+
+    'same' keeps the size through each convolution and pools with Keras'
+    'same' rule, ``ceil(size / pool)``, so it never reaches zero; 'valid'
+    shrinks by ``kernel - 1`` per convolution and pools with ``floor``. A
+    size below 1 comes back as it is (<= 0) for the caller to report.
+    """
+    kh, kw = pair(kernel_size)
+    ph, pw = pair(pool_size)
+    for block, pooled in zip(blocks, pooled_after(len(blocks), pool_last)):
+        for _ in block:
+            if padding == "valid":
+                height, width = height - kh + 1, width - kw + 1
+            if height < 1 or width < 1:
+                return height, width
+        if pooled:
+            if padding == "valid":
+                height, width = height // ph, width // pw
+            else:
+                height, width = -(-height // ph), -(-width // pw)
+    return height, width
+
+
+def smallest_valid_size(blocks, kernel_size, pool_size, padding, pool_last):
+    """The smallest (height, width) that the convolution stack maps to >= 1x1."""
+    sizes = []
+    for axis in (0, 1):
+        size = 1
+        while True:
+            hw = conv_output_hw(size, size, blocks, kernel_size, pool_size,
+                                padding, pool_last)
+            if hw[axis] >= 1:
+                break
+            size += 1
+        sizes.append(size)
+    return tuple(sizes)
+
+
+class ConvModule(nn.Module):
+    """A convolutional classifier on NCHW images that returns logits.
+
+    Each block is its convolutions (each followed by optional batch norm and
+    the activation), then max pooling (after every block but the last, or
+    after every block with ``pool_last``), then optional dropout. The feature
+    map is flattened into the hidden dense layers and the output layer.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        (height, width, channels) of one image.
+    blocks : tuple of tuple of int
+        Filters of each convolution, grouped by block (see :func:`conv_blocks`).
+    dense_layer_sizes : tuple of int
+        Width of each hidden dense layer after the convolutions.
+    n_outputs : int
+        Number of output logits.
+    kernel_size, pool_size : int or (int, int)
+        Convolution kernel and pooling window.
+    padding : {'same', 'valid'}
+        'same' zero-pads convolutions and rounds pooling up (any input size is
+        valid); 'valid' neither pads nor rounds up.
+    pool_last : bool
+        Also pool after the last block.
+    activation : {'identity', 'logistic', 'tanh', 'relu'}
+    dropout : float
+        Dropout probability after each block and each hidden dense layer.
+    batch_norm : bool
+        Batch normalisation after each convolution and hidden dense layer,
+        before the activation.
+    """
+
+    def __init__(self, input_shape, blocks, dense_layer_sizes, n_outputs,
+                 kernel_size=3, pool_size=2, padding="same", pool_last=False,
+                 activation="relu", dropout=0.0, batch_norm=False):
+        super().__init__()
+        height, width, channels = input_shape
+        out_h, out_w = conv_output_hw(height, width, blocks, kernel_size,
+                                      pool_size, padding, pool_last)
+        if out_h < 1 or out_w < 1:
+            min_h, min_w = smallest_valid_size(blocks, kernel_size, pool_size,
+                                               padding, pool_last)
+            raise ValueError(
+                f"Images of {height}x{width} (input_shape={tuple(input_shape)}) "
+                f"shrink to nothing through the convolution stack with "
+                f"padding={padding!r}, kernel_size={kernel_size!r} and "
+                f"pool_size={pool_size!r}: the smallest valid input is "
+                f"{min_h}x{min_w}. Use padding='same', fewer conv_filters, a "
+                "smaller kernel_size or pool_size, or larger images."
+            )
+        conv_padding = "same" if padding == "same" else 0
+        layers = []
+        n_in = channels
+        for block, pooled in zip(blocks, pooled_after(len(blocks), pool_last)):
+            for n_filters in block:
+                layers.append(nn.Conv2d(n_in, n_filters, pair(kernel_size),
+                                        padding=conv_padding))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(n_filters))
+                layers.append(ACTIVATIONS[activation]())
+                n_in = n_filters
+            if pooled:
+                layers.append(nn.MaxPool2d(pair(pool_size),
+                                           ceil_mode=padding == "same"))
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+        self.features = nn.Sequential(*layers)
+        dense, width_out = dense_stack(n_in * out_h * out_w, dense_layer_sizes,
+                                       activation, dropout, batch_norm)
+        self.classifier = nn.Sequential(
+            nn.Flatten(), *dense, nn.Linear(width_out, n_outputs))
+
+    def forward(self, X):
+        return self.classifier(self.features(X))
+
+    def weight_layers(self):
+        """The Conv2d and Linear layers in order, input to output."""
+        return [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
