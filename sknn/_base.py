@@ -148,11 +148,15 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             )
         return int(np.clip(self.batch_size, 1, n_samples))
 
-    def _optimizer(self, batch_size):
-        """(optimizer class, its keyword arguments) for the ``solver``."""
-        # scikit-learn's penalty is 0.5 * alpha * ||W||^2 / batch size, added to
-        # the mean batch loss: the optimizer's L2 weight decay on weights only.
-        decay = self.alpha / batch_size
+    def _optimizer(self, batch_weight):
+        """(optimizer class, its keyword arguments) for the ``solver``.
+
+        ``batch_weight`` is the total sample weight of a full batch.
+        """
+        # scikit-learn's penalty is 0.5 * alpha * ||W||^2 / (sum of the batch's
+        # sample weights), added to the weighted mean batch loss: the
+        # optimizer's L2 weight decay, on weights only.
+        decay = self.alpha / batch_weight
         fused = {"fused": True} if self._fused_ok() else {}
         if self.solver == "adam":
             return torch.optim.Adam, dict(
@@ -194,9 +198,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         # the user's callbacks are parameters: train copies, never the originals
         return own + list(copy.deepcopy(self.callbacks or []))
 
-    def _new_net(self, n_features, batch_size):
+    def _new_net(self, n_features, batch_size, mean_weight):
         encoder = self.target_encoder_
-        optimizer, opt_kwargs = self._optimizer(batch_size)
+        optimizer, opt_kwargs = self._optimizer(batch_size * mean_weight)
         penalty = 0.0
         if optimizer is torch.optim.LBFGS:
             # L-BFGS takes no parameter groups: the L2 term goes into the loss
@@ -338,7 +342,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
 
         with fit_threads(), _seeded_torch_rng(seed, self.device_):
             if first_pass:
-                self.net_ = self._new_net(X.shape[1], batch_size)
+                self.net_ = self._new_net(
+                    X.shape[1], batch_size,
+                    1.0 if weight is None else float(weight.mean()))
             else:
                 self.net_.batch_size = batch_size
             self.net_.generator_ = torch.Generator().manual_seed(seed)

@@ -141,6 +141,12 @@ class TensorNet(NeuralNetClassifier):
             return correct.sum(), len(correct)
         return (correct * weight).sum(), weight.sum()
 
+    def get_train_step_accumulator(self):
+        if self.optimizer is torch.optim.LBFGS:
+            # L-BFGS evaluates the loss many times per step: report the last
+            return _LastStepAccumulator()
+        return super().get_train_step_accumulator()
+
     def train_step_single(self, batch, **fit_params):
         Xb, yb = batch
         y_pred = self.module_(Xb)
@@ -231,6 +237,16 @@ class TensorNet(NeuralNetClassifier):
         state = super().__getstate__()
         state.pop("generator_", None)
         return state
+
+
+class _LastStepAccumulator:
+    """Keeps the last of the steps an optimizer's closure produced."""
+
+    def store_step(self, step):
+        self.step = step
+
+    def get_step(self):
+        return self.step
 
 
 def _sigmoid(x, dim=None):

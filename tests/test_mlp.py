@@ -1,0 +1,461 @@
+"""MLPClassifierTorch: parity with sklearn's MLPClassifier, targets, training
+options, reproducibility and the user flows of the issue."""
+
+import io
+import statistics
+import warnings
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.datasets import (
+    load_iris,
+    make_classification,
+    make_multilabel_classification,
+)
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import LabelBinarizer, StandardScaler
+from skorch.callbacks import Callback
+
+from sknn import MLPClassifierTorch
+
+
+def fast(**params):
+    params = {"device": "cpu", "random_state": 0, **params}
+    return MLPClassifierTorch(**params)
+
+
+@pytest.fixture(scope="module")
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+# --------------------------------------------------------------- parity ----
+def test_digits_accuracy_matches_sklearn_across_seeds(digits):
+    X, y = digits
+    gaps = []
+    for seed in range(3):
+        X_tr, X_te, y_tr, y_te = train_test_split(X, y, random_state=seed)
+        params = dict(hidden_layer_sizes=(100,), max_iter=30, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ours = MLPClassifierTorch(device="cpu", **params).fit(X_tr, y_tr)
+            theirs = MLPClassifier(**params).fit(X_tr, y_tr)
+        gaps.append(ours.score(X_te, y_te) - theirs.score(X_te, y_te))
+    assert abs(statistics.median(gaps)) <= 0.02, gaps
+
+
+def test_fitted_attributes_mirror_sklearn(iris):
+    X, y = iris
+    params = dict(hidden_layer_sizes=(7, 5), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifierTorch(device="cpu", **params).fit(X, y)
+        theirs = MLPClassifier(**params).fit(X, y)
+    for name in ("n_layers_", "n_outputs_", "out_activation_", "n_iter_", "t_",
+                 "n_features_in_"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert [c.shape for c in ours.coefs_] == [c.shape for c in theirs.coefs_]
+    assert [b.shape for b in ours.intercepts_] == [b.shape for b in theirs.intercepts_]
+    assert len(ours.loss_curve_) == 5 and ours.loss_ == ours.loss_curve_[-1]
+    assert ours.best_loss_ == min(ours.loss_curve_)
+    assert ours.validation_scores_ is None and ours.best_validation_score_ is None
+    assert [r["epoch"] for r in ours.history_] == [1, 2, 3, 4, 5]
+    assert set(ours.history_[0]) == {"epoch", "loss", "accuracy", "duration"}
+    assert ours.net_.module_ is not None and ours.device_ == "cpu"
+
+
+def test_same_parameter_names_and_defaults_as_sklearn():
+    ours = MLPClassifierTorch().get_params()
+    theirs = MLPClassifier().get_params()
+    for name, value in theirs.items():
+        assert name in ours, name
+        assert ours[name] == value, name
+
+
+@pytest.mark.slow
+def test_mnist_784_512_10_reaches_095(mnist_dir):
+    from sknn.datasets import load_mnist
+
+    _, (X, y) = load_mnist(mnist_dir)
+    X = X.reshape(len(X), -1).astype(np.float32) / 255.0
+    scores = []
+    for seed in range(3):
+        clf = fast(hidden_layer_sizes=(512,), max_iter=10, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X[:8000], y[:8000])
+        scores.append(clf.score(X[8000:], y[8000:]))
+    assert statistics.median(scores) >= 0.95, scores
+
+
+# -------------------------------------------------------------- user flow ---
+def test_pipeline_grid_search_and_joblib_round_trip(digits, tmp_path):
+    X, y = digits
+    pipe = make_pipeline(StandardScaler(), fast(max_iter=30, learning_rate_init=0.01))
+    grid = GridSearchCV(
+        pipe, {"mlpclassifiertorch__hidden_layer_sizes": [(16,), (32, 16)]},
+        cv=3, n_jobs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        grid.fit(X, y)
+    assert grid.best_score_ > 0.85
+    path = tmp_path / "model.joblib"
+    joblib.dump(grid.best_estimator_, path)
+    loaded = joblib.load(path)
+    np.testing.assert_array_equal(loaded.predict(X), grid.predict(X))
+    np.testing.assert_allclose(loaded.predict_proba(X), grid.predict_proba(X))
+
+
+@pytest.mark.parametrize("labels", [
+    np.array(["setosa", "versicolor", "virginica"]),
+    np.array([10, 20, 30]),
+    np.array([1.0, 2.0, 3.0]),
+])
+def test_labels_of_any_type_come_back_as_labels(iris, labels):
+    X, y = iris
+    y_labels = labels[y]
+    clf = fast(max_iter=60, learning_rate_init=0.01).fit(X, y_labels)
+    assert clf.classes_.tolist() == sorted(labels.tolist())
+    pred = clf.predict(X)
+    assert pred.dtype == y_labels.dtype
+    assert np.mean(pred == y_labels) > 0.9
+
+
+def test_bool_labels_train_as_binary(iris):
+    X, y = iris
+    y_bool = y == 0
+    clf = fast(max_iter=30, learning_rate_init=0.01).fit(X, y_bool)
+    assert clf.n_outputs_ == 1 and clf.out_activation_ == "logistic"
+    assert clf.predict(X).dtype == bool
+    assert clf.score(X, y_bool) > 0.95
+    assert clf.predict_proba(X).shape == (len(X), 2)
+
+
+def test_label_binarizer_onehot_round_trip_in_pipeline(iris):
+    X, y = iris
+    names = np.array(["a", "b", "c"])[y]
+    lb = LabelBinarizer()
+    Y = lb.fit_transform(names)
+    pipe = make_pipeline(StandardScaler(), fast(max_iter=60, learning_rate_init=0.01))
+    pipe.fit(X, Y)
+    clf = pipe[-1]
+    assert clf.out_activation_ == "softmax"  # one-hot rows: multiclass softmax
+    pred = pipe.predict(X)
+    assert pred.shape == Y.shape and set(np.unique(pred)) <= {0, 1}
+    assert np.all(pred.sum(axis=1) == 1)
+    assert np.mean(lb.inverse_transform(pred) == names) > 0.9
+    np.testing.assert_allclose(pipe.predict_proba(X).sum(axis=1), 1, rtol=1e-5)
+
+
+def test_two_class_label_binarizer_column(iris):
+    X, y = iris
+    names = np.where(y == 0, "setosa", "other")
+    lb = LabelBinarizer()
+    Y = lb.fit_transform(names)
+    assert Y.shape == (len(y), 1)
+    with pytest.warns(DataConversionWarning):
+        clf = fast(max_iter=30, learning_rate_init=0.01).fit(X, Y)
+    pred = clf.predict(X)
+    assert pred.ndim == 1
+    assert np.mean(lb.inverse_transform(pred) == names) > 0.95
+
+
+def test_multilabel_indicator_uses_sigmoids():
+    X, Y = make_multilabel_classification(n_samples=200, n_classes=4, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    clf = fast(max_iter=80, learning_rate_init=0.01).fit(X, Y)
+    theirs = MLPClassifier(max_iter=80, learning_rate_init=0.01, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs.fit(X, Y)
+    assert clf.out_activation_ == theirs.out_activation_ == "logistic"
+    assert clf.n_outputs_ == theirs.n_outputs_ == 4
+    pred = clf.predict(X)
+    assert pred.shape == Y.shape
+    assert np.mean(pred == Y) > 0.8
+    proba = clf.predict_proba(X)
+    assert proba.shape == Y.shape and np.all((proba >= 0) & (proba <= 1))
+
+
+def test_dataframe_input_records_feature_names(iris):
+    X, y = iris
+    df = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    clf = fast(max_iter=3).fit(df, y)
+    assert clf.feature_names_in_.tolist() == ["a", "b", "c", "d"]
+    assert clf.predict(df).shape == (len(y),)
+
+
+# ---------------------------------------------------------------- training --
+def test_random_state_makes_fits_reproducible(iris):
+    X, y = iris
+    a = fast(max_iter=5, random_state=3, dropout=0.2).fit(X, y)
+    b = fast(max_iter=5, random_state=3, dropout=0.2).fit(X, y)
+    c = fast(max_iter=5, random_state=4, dropout=0.2).fit(X, y)
+    for wa, wb in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(wa, wb)
+    assert not np.array_equal(a.coefs_[0], c.coefs_[0])
+
+
+def test_fit_leaves_global_rngs_as_they_were(iris):
+    X, y = iris
+    torch_state = torch.get_rng_state()
+    np_state = np.random.get_state()[1].copy()
+    fast(max_iter=3, random_state=0, dropout=0.5).fit(X, y)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    np.testing.assert_array_equal(np.random.get_state()[1], np_state)
+
+
+def test_tol_stops_like_sklearn(iris):
+    X, y = iris
+    ours = fast(max_iter=200, tol=1e9).fit(X, y)
+    theirs = MLPClassifier(max_iter=200, tol=1e9, random_state=0).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 12  # first epoch, then 11 flat
+    assert "did not improve" in ours.net_.stop_reason_
+
+
+def test_convergence_warning_at_max_iter(iris):
+    X, y = iris
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations \\(3\\)"):
+        fast(max_iter=3).fit(X, y)
+
+
+def test_early_stopping_restores_best_validation_weights(digits):
+    X, y = digits
+    clf = fast(early_stopping=True, max_iter=100, n_iter_no_change=3,
+               learning_rate_init=0.01)
+    clf.fit(X, y)
+    assert clf.best_loss_ is None
+    assert len(clf.validation_scores_) == clf.n_iter_ < 100
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert {"val_loss", "val_accuracy"} <= set(clf.history_[-1])
+    stopping = dict(clf.net_.callbacks_)["sklearn_stopping"]
+    for name, tensor in clf.net_.module_.state_dict().items():
+        torch.testing.assert_close(tensor, stopping.best_state_[name])
+
+
+def test_validation_set_too_small_is_explained(iris):
+    X, y = iris
+    clf = fast(early_stopping=True, validation_fraction=0.001)
+    with pytest.raises(ValueError, match="validation set is too small"):
+        clf.fit(X[::5], y[::5])
+
+
+def test_warm_start_continues_training(iris):
+    X, y = iris
+    clf = fast(max_iter=4, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        first = [w.copy() for w in clf.coefs_]
+        net = clf.net_
+        clf.fit(X, y)
+    assert clf.net_ is net
+    assert len(clf.loss_curve_) == 8 and clf.n_iter_ == 4
+    assert not np.array_equal(first[0], clf.coefs_[0])
+    with pytest.raises(ValueError, match="same classes"):
+        clf.fit(X[y < 2], y[y < 2])
+
+
+def test_partial_fit_runs_one_epoch_per_call(iris):
+    X, y = iris
+    clf = fast()
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X[y == 0], y[y == 0], classes=[0, 1, 2])
+    assert clf.classes_.tolist() == [0, 1, 2]
+    for _ in range(30):
+        clf.partial_fit(X, y)
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 31
+    assert clf.t_ == 50 + 30 * 150
+    assert clf.score(X, y) > 0.8
+    with pytest.raises(ValueError, match="not seen in fit"):
+        clf.partial_fit(X[:3], [0, 1, 7])
+
+
+def test_partial_fit_refuses_early_stopping(iris):
+    X, y = iris
+    with pytest.raises(ValueError, match="partial_fit does not support"):
+        fast(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
+
+
+@pytest.mark.parametrize("solver, extra", [
+    ("sgd", {"learning_rate": "constant"}),
+    ("sgd", {"learning_rate": "invscaling", "learning_rate_init": 1.0}),
+    ("sgd", {"learning_rate": "adaptive"}),
+    ("sgd", {"nesterovs_momentum": False}),
+    ("sgd", {"momentum": 0.0}),
+    ("adam", {}),
+    ("lbfgs", {}),
+])
+def test_every_solver_learns(iris, solver, extra):
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = fast(solver=solver, max_iter=150, **{"learning_rate_init": 0.05, **extra})
+        clf.fit(X, y)
+    assert clf.score(X, y) > 0.9
+
+
+def test_invscaling_sets_sklearn_learning_rate(iris):
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = fast(solver="sgd", learning_rate="invscaling", max_iter=3,
+                   learning_rate_init=0.1, power_t=0.5).fit(X, y)
+    lr = clf.net_.optimizer_.param_groups[0]["lr"]
+    assert lr == pytest.approx(0.1 / (3 * 150 + 1) ** 0.5)
+
+
+def test_adaptive_divides_learning_rate_by_five(iris):
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = fast(solver="sgd", learning_rate="adaptive", tol=1e9,
+                   n_iter_no_change=2, max_iter=10, learning_rate_init=0.1)
+        clf.fit(X, y)
+    # no epoch improves by 1e9: every third epoch divides the rate by 5
+    assert clf.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(0.1 / 5 ** 3)
+
+
+def test_lbfgs_sample_weight_approximates_repetition():
+    """Full-batch L-BFGS: integer weights act like repeated rows.
+
+    sklearn's check_sample_weight_equivalence_on_dense_data asks for agreement
+    to rtol=1e-7, which float32 training that stops at ``tol`` does not reach;
+    the two fits agree to about 2e-2 in probability.
+    """
+    X, y = make_classification(n_samples=60, n_features=4, n_informative=3,
+                               n_redundant=0, n_classes=3, random_state=0)
+    weights = np.random.RandomState(0).randint(0, 3, size=len(y))
+    repeated = np.repeat(np.arange(len(y)), weights)
+    # a strong L2 term makes the optimum unique enough to compare
+    params = dict(solver="lbfgs", max_iter=500, tol=1e-7, alpha=1.0,
+                  hidden_layer_sizes=(8,))
+    weighted = fast(**params).fit(X, y, sample_weight=weights)
+    expanded = fast(**params).fit(X[repeated], y[repeated])
+    unweighted = fast(**params).fit(X, y)
+    gap = np.abs(weighted.predict_proba(X) - expanded.predict_proba(X)).max()
+    ignored = np.abs(unweighted.predict_proba(X) - expanded.predict_proba(X)).max()
+    # float32 L-BFGS stops within ~0.02 of the repeated fit; ignoring the
+    # weights would be off by far more (0.77 here)
+    assert gap < 0.04 and ignored > 0.2, (gap, ignored)
+
+
+def test_class_weight_balanced_helps_the_minority():
+    X, y = make_classification(n_samples=400, weights=[0.9, 0.1], flip_y=0,
+                               class_sep=0.6, random_state=0)
+    plain = fast(max_iter=40).fit(X, y)
+    balanced = fast(max_iter=40, class_weight="balanced").fit(X, y)
+    recall = [np.mean(m.predict(X)[y == 1] == 1) for m in (plain, balanced)]
+    assert recall[1] > recall[0]
+
+
+def test_sample_weight_zero_removes_samples(iris):
+    X, y = iris
+    weights = np.where(y == 2, 0.0, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = fast(max_iter=50).fit(X, y, sample_weight=weights)
+    assert np.mean(clf.predict(X[y == 2]) == 2) < 0.5
+
+
+@pytest.mark.parametrize("weight_init", [
+    "auto", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
+    "truncated_normal", "torch"])
+def test_weight_inits_train(iris, weight_init):
+    X, y = iris
+    clf = fast(max_iter=40, learning_rate_init=0.01, weight_init=weight_init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert clf.score(X, y) > 0.85
+
+
+def test_dropout_and_batch_norm_apply_in_training_only(iris):
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = fast(hidden_layer_sizes=(32, 16), dropout=0.5, batch_norm=True,
+                   max_iter=30, learning_rate_init=0.01).fit(X, y)
+    kinds = [type(m).__name__ for m in clf.net_.module_]
+    assert kinds.count("Dropout") == 2 and kinds.count("BatchNorm1d") == 2
+    np.testing.assert_array_equal(clf.predict_proba(X), clf.predict_proba(X))
+    assert clf.n_layers_ == 4 and len(clf.coefs_) == 3
+    assert clf.score(X, y) > 0.85
+
+
+def test_user_callbacks_run_on_copies(iris):
+    class CountEpochs(Callback):
+        def initialize(self):
+            self.epochs_ = 0
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.epochs_ += 1
+
+    X, y = iris
+    counter = CountEpochs()
+    clf = fast(max_iter=4, callbacks=[counter])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert not hasattr(counter, "epochs_")  # the parameter is left as given
+    fitted = [cb for _, cb in clf.net_.callbacks_ if isinstance(cb, CountEpochs)]
+    assert fitted[0].epochs_ == 4
+
+
+def test_verbose_prints_sklearn_lines(iris, capsys):
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fast(max_iter=2, verbose=True).fit(X, y)
+    out = capsys.readouterr().out
+    assert "Iteration 1, loss = " in out and "Iteration 2, loss = " in out
+
+
+def test_predict_log_proba_is_log_of_proba(iris):
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = fast(max_iter=5).fit(X, y)
+    np.testing.assert_allclose(clf.predict_log_proba(X), np.log(clf.predict_proba(X)))
+
+
+def test_prediction_in_large_batches_matches_small(iris):
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = fast(max_iter=5).fit(X, y)
+    full = clf.predict_proba(X)
+    clf.net_.predict_batch_size = 7
+    np.testing.assert_allclose(clf.predict_proba(X), full, rtol=1e-5, atol=1e-7)
+
+
+def test_device_auto_is_cpu_without_cuda(iris):
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifierTorch(max_iter=2, random_state=0).fit(X, y)
+    assert clf.device == "auto"  # the parameter is not rewritten
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert clf.device_ == expected
+    assert next(clf.net_.module_.parameters()).device.type == expected
+
+
+@pytest.mark.gpu
+def test_cuda_fit_predicts_like_cpu(iris):
+    X, y = iris
+    gpu = MLPClassifierTorch(max_iter=5, random_state=0, device="cuda").fit(X, y)
+    buffer = io.BytesIO()
+    joblib.dump(gpu, buffer)
+    buffer.seek(0)
+    loaded = joblib.load(buffer)
+    np.testing.assert_allclose(loaded.predict_proba(X), gpu.predict_proba(X),
+                               rtol=1e-5)
