@@ -1,0 +1,140 @@
+"""Bad input gets scikit-learn's errors, with messages that name the problem."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+
+from sknn import MLPClassifierTorch
+
+
+def fast(**params):
+    return MLPClassifierTorch(**{"max_iter": 3, "random_state": 0, "device": "cpu",
+                                 **params})
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(40, 3))
+    y = np.arange(40) % 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return fast().fit(X, y), X, y
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "predict_log_proba",
+                                    "score"])
+def test_not_fitted_error_before_fit(method):
+    args = (np.zeros((2, 3)),) if method != "score" else (np.zeros((2, 3)), [0, 1])
+    with pytest.raises(NotFittedError, match="is not fitted yet"):
+        getattr(fast(), method)(*args)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_in_X(value):
+    X = np.ones((10, 2))
+    X[3, 1] = value
+    with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+        fast().fit(X, np.arange(10) % 2)
+
+
+def test_nan_at_predict(fitted):
+    clf, X, _ = fitted
+    X = X.copy()
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        clf.predict(X)
+
+
+def test_empty_X():
+    with pytest.raises(ValueError, match="0 sample"):
+        fast().fit(np.empty((0, 3)), [])
+
+
+def test_length_mismatch():
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        fast().fit(np.ones((5, 2)), [0, 1, 0])
+
+
+def test_single_class():
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        fast().fit(np.ones((5, 2)), [1] * 5)
+
+
+def test_continuous_y():
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        fast().fit(np.ones((5, 2)), [0.1, 0.2, 0.3, 0.4, 0.5])
+
+
+def test_wrong_feature_count_at_predict(fitted):
+    clf, X, _ = fitted
+    with pytest.raises(ValueError, match="X has 5 features, but MLPClassifierTorch "
+                                         "is expecting 3 features"):
+        clf.predict(np.ones((2, 5)))
+
+
+def test_non_numeric_X():
+    with pytest.raises(ValueError, match="could not convert string to float"):
+        fast().fit(np.array([["a", "b"], ["c", "d"]]), [0, 1])
+
+
+def test_one_dimensional_X_is_explained():
+    with pytest.raises(ValueError, match="Expected 2D array, got 1D array"):
+        fast().fit(np.arange(6.0), [0, 1] * 3)
+
+
+def test_y_none_is_explained():
+    with pytest.raises(ValueError, match="requires y to be passed"):
+        fast().fit(np.ones((4, 2)), None)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"alpha": -1}, "The 'alpha' parameter of MLPClassifierTorch must be a float "
+                    "in the range \\[0.0, inf\\). Got -1 instead."),
+    ({"solver": "rmsprop"}, "The 'solver' parameter of MLPClassifierTorch must be "
+                            "a str among"),
+    ({"activation": "gelu"}, "The 'activation' parameter"),
+    ({"dropout": 1.0}, "The 'dropout' parameter"),
+    ({"weight_init": "zeros"}, "The 'weight_init' parameter"),
+    ({"batch_size": 0}, "The 'batch_size' parameter"),
+    ({"hidden_layer_sizes": (10, 0)}, "hidden_layer_sizes must be > 0"),
+])
+def test_parameter_errors_come_from_the_constraints(params, message):
+    with pytest.raises(ValueError, match=message):
+        fast(**params).fit(np.ones((6, 2)), [0, 1] * 3)
+
+
+def test_unavailable_device_is_explained(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available.*device='auto'"):
+        fast(device="cuda").fit(np.ones((6, 2)), [0, 1] * 3)
+
+
+def test_unknown_device_string_is_explained():
+    with pytest.raises(ValueError, match="is not a torch device"):
+        fast(device="tpu9").fit(np.ones((6, 2)), [0, 1] * 3)
+
+
+def test_onehot_with_wrong_width_at_partial_fit():
+    Y = np.eye(3)[[0, 1, 2, 0]]
+    clf = fast().fit(np.ones((4, 2)), Y)
+    with pytest.raises(ValueError, match="indicator matrix with 3 columns"):
+        clf.partial_fit(np.ones((2, 2)), np.eye(4)[[0, 1]])
+
+
+def test_huge_inputs_give_sklearn_message_not_torch_error():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(40, 2)) * 1e30
+    y = rng.randint(0, 2, size=40)
+    with pytest.raises(ValueError, match="non-finite parameter weights"):
+        fast(learning_rate_init=1e5, solver="sgd").fit(X, y)
+
+
+def test_partial_fit_with_lbfgs_is_unavailable():
+    with pytest.raises(AttributeError, match="only available for stochastic"):
+        fast(solver="lbfgs").partial_fit(np.ones((4, 2)), [0, 1, 0, 1],
+                                         classes=[0, 1])

@@ -1,0 +1,114 @@
+"""Persistence: joblib round trips, GPU-fitted models on a CPU-only machine, and
+saves that never leave a half-written file."""
+
+import io
+import pickle
+import threading
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from skorch.exceptions import DeviceWarning
+
+from sknn import MLPClassifierTorch
+from sknn._persistence import dump
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    X, y = digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifierTorch((32,), max_iter=5, random_state=0, device="cpu",
+                                 dropout=0.2, batch_norm=True)
+        return clf.fit(X, y), X, y
+
+
+def round_trip(obj):
+    buffer = io.BytesIO()
+    joblib.dump(obj, buffer)
+    buffer.seek(0)
+    return joblib.load(buffer)
+
+
+def test_joblib_round_trip_predicts_identically(fitted):
+    clf, X, _ = fitted
+    loaded = round_trip(clf)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+    assert loaded.get_params() == clf.get_params()
+    assert loaded.loss_curve_ == clf.loss_curve_
+    assert loaded.history_ == clf.history_
+
+
+def test_loaded_model_keeps_training(fitted):
+    clf, X, y = fitted
+    loaded = round_trip(clf)
+    loaded.partial_fit(X, y)
+    assert len(loaded.loss_curve_) == len(clf.loss_curve_) + 1
+
+
+def test_gpu_fitted_model_loads_on_cpu(fitted, monkeypatch):
+    """A pickle that says 'cuda' maps to the CPU where CUDA is absent.
+
+    The tensors of a real GPU fit are CUDA tensors that skorch re-loads with
+    ``map_location``; here the device labels are faked, which exercises the
+    device choice at load time on a CPU-only machine.
+    """
+    clf, X, _ = fitted
+    expected = clf.predict_proba(X)
+    clf_gpu = pickle.loads(pickle.dumps(clf))
+    clf_gpu.device_ = "cuda"
+    clf_gpu.net_.device = "cuda"
+    payload = pickle.dumps(clf_gpu)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(DeviceWarning, match="requested device \\(cuda\\) is not"):
+        loaded = pickle.loads(payload)
+    assert loaded.device_ == "cpu"
+    assert loaded.net_.device == "cpu"
+    assert loaded.device == clf.device  # the parameter is not rewritten
+    np.testing.assert_array_equal(loaded.predict_proba(X), expected)
+
+
+def test_model_stays_on_its_device_where_it_exists(fitted):
+    clf, _, _ = fitted
+    loaded = round_trip(clf)
+    assert loaded.device_ == "cpu"
+
+
+def test_predicting_from_threads_shares_one_model(fitted):
+    clf, X, _ = fitted
+    expected = clf.predict(X)
+    results = [None] * 4
+
+    def work(i):
+        results[i] = clf.predict(X)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise TypeError("cannot pickle this")
+
+
+def test_failed_save_leaves_no_file_and_keeps_the_old_one(fitted, tmp_path):
+    clf, X, _ = fitted
+    path = tmp_path / "model.joblib"
+    dump(clf, path)
+    before = path.read_bytes()
+    with pytest.raises(TypeError, match="cannot pickle"):
+        dump({"model": clf, "bad": _Unpicklable()}, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.joblib"]
+    np.testing.assert_array_equal(joblib.load(path).predict(X), clf.predict(X))
