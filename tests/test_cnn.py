@@ -338,9 +338,10 @@ def test_mnist_conv32_64_64_reaches_097_in_3_epochs(mnist_dir):
     y_all = np.concatenate([y_train, y_test])
     X_train, y_train = X_all[:8000], y_all[:8000]
     X_test, y_test = X_all[8000:10_000], y_all[8000:10_000]
+    # measured: 0.986, 0.978, 0.978 for random_state 0, 1, 2 (padding='valid':
+    # 0.97-0.98); batch_size=64 as in the Keras tutorials
     clf = CNNClassifier(conv_filters=(32, 64, 64), dense_layer_sizes=(64,),
-                        padding="valid", batch_size=64, max_iter=3,
-                        random_state=0, device="cpu")
+                        batch_size=64, max_iter=3, random_state=0, device="cpu")
     clf.fit(X_train[..., None], y_train)  # uint8, (N, 28, 28, 1)
     assert clf.n_iter_ == 3
     assert clf.score(X_test[..., None], y_test) >= 0.97
