@@ -34,7 +34,12 @@ from sknn._data import (
 )
 from sknn._modules import ACTIVATIONS, WEIGHT_INITS
 from sknn._net import TensorNet, TrainValid
-from sknn._parallel import fit_threads, map_location, resolve_device
+from sknn._parallel import (
+    fit_threads,
+    isolate_checkpoints,
+    map_location,
+    resolve_device,
+)
 from sknn._targets import TargetEncoder
 
 _MAX_SEED = np.iinfo(np.int32).max
@@ -196,7 +201,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
 
             own.append(("progress_bar", ProgressBar()))
         # the user's callbacks are parameters: train copies, never the originals
-        return own + list(copy.deepcopy(self.callbacks or []))
+        return own + isolate_checkpoints(list(copy.deepcopy(self.callbacks or [])))
 
     def _new_net(self, n_features, batch_size, mean_weight):
         encoder = self.target_encoder_

@@ -23,6 +23,7 @@ import itertools
 import os
 import re
 import sys
+import tempfile
 import threading
 import zlib
 from contextlib import contextmanager
@@ -231,6 +232,41 @@ def release_device_memory():
     """
     if torch.cuda.is_initialized():
         torch.cuda.empty_cache()
+
+
+def isolate_checkpoints(callbacks):
+    """Per-fit temporary directories for skorch checkpoints in parallel workers.
+
+    skorch's ``Checkpoint`` and ``TrainEndCheckpoint`` write to the current
+    directory by default (``dirname=''``: ``params.pt``, ``optimizer.pt``...),
+    so concurrent fits of a grid search would overwrite each other's files. In
+    a joblib or dask worker, each such callback gets a fresh directory
+    ``<tmp>/sknn-fit-*`` instead; it stays after the fit (the fitted net's
+    callback names it) for the user to load from. Checkpoints with an explicit
+    ``dirname``, and ones a ``LoadInitState`` resumes from, are left alone.
+
+    Parameters
+    ----------
+    callbacks : list
+        The fit's own copies of the user's callbacks (items may be
+        ``(name, callback)`` pairs); changed in place.
+
+    Returns
+    -------
+    callbacks : list
+        The same list.
+    """
+    from skorch.callbacks import Checkpoint, LoadInitState, TrainEndCheckpoint
+
+    if worker_index() is None:
+        return callbacks
+    plain = [cb[1] if isinstance(cb, tuple) else cb for cb in callbacks]
+    resumed = {id(cb.checkpoint) for cb in plain if isinstance(cb, LoadInitState)}
+    for cb in plain:
+        if (isinstance(cb, (Checkpoint, TrainEndCheckpoint))
+                and cb.dirname in ("", None) and id(cb) not in resumed):
+            cb.dirname = tempfile.mkdtemp(prefix="sknn-fit-")
+    return callbacks
 
 
 # -------------------------------------------------------------------- threads

@@ -1,6 +1,7 @@
 """Fits in parallel workers: torch threads per fit, GPU choice, grid search."""
 
 import os
+import shutil
 import threading
 import warnings
 
@@ -242,3 +243,35 @@ def test_grid_search_n_jobs_2_matches_n_jobs_1(digits, restore_torch_threads):
     np.testing.assert_allclose(one.cv_results_["mean_test_score"],
                                two.cv_results_["mean_test_score"], atol=0.02)
     assert two.score(X, y) > 0.8
+
+
+# --------------------------------------------------------------- checkpoints
+def test_checkpoints_in_workers_go_to_per_fit_directories(
+        small, tmp_path, monkeypatch):
+    from skorch.callbacks import Checkpoint, LoadInitState
+
+    X, y = small
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(par, "worker_index", lambda: 0)
+    resume = Checkpoint(monitor=None, dirname="")
+    dirs = []
+    for _ in range(2):
+        clf = MLPClassifierTorch(
+            hidden_layer_sizes=(8,), max_iter=1, random_state=0,
+            callbacks=[Checkpoint(monitor=None)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X, y)
+        dirname = dict(clf.net_.callbacks_)["Checkpoint"].dirname
+        assert os.path.isfile(os.path.join(dirname, "params.pt"))
+        dirs.append(dirname)
+    assert list(tmp_path.iterdir()) == []  # nothing in the shared directory
+    assert len(set(dirs)) == 2
+    for dirname in dirs:
+        shutil.rmtree(dirname)
+    # a checkpoint that a LoadInitState resumes from keeps its directory
+    callbacks = par.isolate_checkpoints([resume, LoadInitState(resume)])
+    assert callbacks[0].dirname == ""
+    # in the caller's process skorch's default (the current directory) stays
+    monkeypatch.setattr(par, "worker_index", lambda: None)
+    assert par.isolate_checkpoints([Checkpoint()])[0].dirname == ""
