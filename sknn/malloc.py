@@ -67,7 +67,7 @@ def tune_malloc(mmap_threshold=MMAP_THRESHOLD, trim_threshold=TRIM_THRESHOLD):
 
     Returns
     -------
-    applied : bool
+    bool
         True when glibc accepted both settings; False elsewhere (nothing done).
     """
     libc = _libc()
@@ -87,6 +87,13 @@ def tuned_malloc(mmap_threshold=MMAP_THRESHOLD, trim_threshold=TRIM_THRESHOLD):
     the system. glibc's upward adaptation of the mmap threshold stays off
     afterwards (any explicit setting ends it), which only matters for
     programs that rely on it.
+
+    Parameters
+    ----------
+    mmap_threshold : int, default=32 MiB
+        As in :func:`tune_malloc`.
+    trim_threshold : int, default=1 GiB
+        As in :func:`tune_malloc`.
 
     Yields
     ------
