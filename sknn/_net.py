@@ -10,7 +10,7 @@ and module handling, pickling) is skorch's own.
 
 import torch
 from skorch import NeuralNetClassifier
-from skorch.callbacks import EpochTimer
+from skorch.callbacks import Callback, EpochTimer
 from torch import nn
 
 from sknn._data import BatchIterator, TensorDataset
@@ -128,8 +128,9 @@ class TensorNet(NeuralNetClassifier):
                 w.pow(2).sum() for w in self._decayed_weights())
         return loss
 
-    def _n_correct(self, y_pred, y_true):
-        """(weighted count of correct predictions, weight total) as tensors."""
+    def _correct(self, y_pred, y_true):
+        """Correct predictions in a batch: a count, or a weighted sum when the
+        batch carries sample weights (a 0-d tensor either way)."""
         weight = None
         if isinstance(y_true, tuple):
             y_true, weight = y_true
@@ -137,9 +138,7 @@ class TensorNet(NeuralNetClassifier):
             correct = y_pred.argmax(dim=1) == y_true
         else:
             correct = ((y_pred > 0) == (y_true > 0.5)).all(dim=1)
-        if weight is None:
-            return correct.sum(), len(correct)
-        return (correct * weight).sum(), weight.sum()
+        return correct.sum() if weight is None else (correct * weight).sum()
 
     def get_train_step_accumulator(self):
         if self.optimizer is torch.optim.LBFGS:
@@ -161,43 +160,66 @@ class TensorNet(NeuralNetClassifier):
             loss = self.get_loss(y_pred, yb, X=Xb, training=False)
         return {"loss": loss, "y_pred": y_pred}
 
+    def train_step(self, batch, **fit_params):
+        """One optimizer step on ``batch``.
+
+        skorch's own ``train_step`` wraps the step in a closure and notifies
+        ``on_grad_computed`` with a generator of all parameters; that is kept
+        for L-BFGS (which needs the closure) and whenever a callback listens to
+        ``on_grad_computed``, and skipped otherwise: on small nets it costs as
+        much as the forward pass.
+        """
+        if self.optimizer is torch.optim.LBFGS or self._grad_listeners:
+            return super().train_step(batch, **fit_params)
+        self.optimizer_.zero_grad()
+        step = self.train_step_single(batch, **fit_params)
+        self.optimizer_.step()
+        return step
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        self._grad_listeners = any(
+            getattr(type(cb), "on_grad_computed", None) not in (
+                None, Callback.on_grad_computed)
+            for _, cb in self.callbacks_)
+
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         """One pass over ``iterator``; records ``<prefix>_loss``, ``<prefix>_acc``,
         ``<prefix>_samples`` and ``<prefix>_batch_count`` for the epoch.
 
-        The sums stay on the device during the epoch, so a GPU is not
-        synchronised once per batch.
+        Per-batch losses and correct counts stay on the device and are reduced
+        once at the end of the epoch: no GPU synchronisation and no extra
+        arithmetic per batch.
         """
         if iterator is None:
             return
         self._set_training(training)
-        device = iterator.dataset.X.device
-        loss_sum = torch.zeros((), device=device)
-        correct_sum = torch.zeros((), device=device)
-        weight_sum = 0.0
-        n_samples = 0
-        n_batches = 0
+        weighted = iterator.dataset.weight is not None
+        losses, corrects, sizes, totals = [], [], [], []
         for batch in iterator:
             self.notify("on_batch_begin", batch=batch, training=training)
             step = step_fn(batch, **fit_params)
             batch_size = len(batch[0])
-            with torch.no_grad():
-                loss_sum += step["loss"].detach() * batch_size
-                correct, total = self._n_correct(step["y_pred"], batch[1])
-                correct_sum += correct
-                weight_sum += total
+            losses.append(step["loss"].detach())
+            corrects.append(self._correct(step["y_pred"], batch[1]))
+            if weighted:
+                totals.append(batch[1][1].sum())
+            sizes.append(batch_size)
             self.history.record_batch(prefix + "_batch_size", batch_size)
             self.notify("on_batch_end", batch=batch, training=training, **step)
-            n_samples += batch_size
-            n_batches += 1
-        loss = loss_sum.item() / n_samples
-        if training:
+        n_samples = sum(sizes)
+        device = losses[0].device
+        sizes_t = torch.tensor(sizes, dtype=losses[0].dtype, device=device)
+        loss = float(torch.stack(losses) @ sizes_t) / n_samples
+        if training and not self.penalty_in_loss:
             # scikit-learn's loss_curve_ includes the L2 term
-            loss += self.l2_penalty() if not self.penalty_in_loss else 0.0
+            loss += self.l2_penalty()
+        total = float(torch.stack(totals).sum()) if weighted else n_samples
         self.history.record(prefix + "_loss", loss)
-        self.history.record(prefix + "_acc", float(correct_sum) / float(weight_sum))
+        self.history.record(prefix + "_acc",
+                            float(torch.stack(corrects).sum()) / total)
         self.history.record(prefix + "_samples", n_samples)
-        self.history.record(prefix + "_batch_count", n_batches)
+        self.history.record(prefix + "_batch_count", len(sizes))
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         self.stop_reason_ = None
