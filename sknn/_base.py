@@ -524,7 +524,8 @@ def _seeded_torch_rng(seed, device):
         # lazy CUDA seeding that records a stack trace on every call
         torch.random.default_generator.manual_seed(seed)
         if cuda:
-            torch.cuda.manual_seed(seed)
+            with torch.cuda.device(cuda[0]):
+                torch.cuda.manual_seed(seed)
         yield
 
 
