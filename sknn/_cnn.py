@@ -238,8 +238,9 @@ class CNNClassifier(BaseTorchClassifier):
         shape = tuple(self.input_shape)
         if len(shape) == 2:
             shape = (*shape, 1)
-        if len(shape) != 3 or any(
-                isinstance(v, bool) or int(v) != v or v < 1 for v in shape):
+        if len(shape) != 3 or not all(
+                isinstance(v, Integral) and not isinstance(v, bool) and v >= 1
+                for v in shape):
             raise ValueError(
                 "input_shape must be (height, width, channels) or (height, width) "
                 f"with positive ints, got input_shape={self.input_shape!r}."
@@ -322,7 +323,8 @@ class CNNClassifier(BaseTorchClassifier):
     def _sizes(self, name):
         sizes = getattr(self, name)
         sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
-        if any(isinstance(s, bool) or int(s) != s or int(s) <= 0 for s in sizes):
+        if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0
+                   for s in sizes):
             raise ValueError(f"{name} must hold ints > 0, got {tuple(sizes)}.")
         return tuple(int(s) for s in sizes)
 

@@ -6,6 +6,7 @@ the estimators' parameter constraints.
 """
 
 import math
+from numbers import Integral
 
 import torch
 from torch import nn
@@ -143,7 +144,9 @@ def conv_blocks(conv_filters):
     blocks = []
     for entry in conv_filters:
         block = tuple(entry) if hasattr(entry, "__iter__") else (entry,)
-        if not block or any(int(f) != f or int(f) < 1 for f in block):
+        if not block or not all(
+                isinstance(f, Integral) and not isinstance(f, bool) and f >= 1
+                for f in block):
             raise ValueError(
                 "conv_filters must hold positive ints (one convolution per block) "
                 "or non-empty tuples of positive ints (several convolutions per "

@@ -249,7 +249,9 @@ def test_images_that_contradict_input_shape_are_rejected(digit_images):
 @pytest.mark.parametrize("params, match", [
     ({"conv_filters": (8, 0)}, "conv_filters must hold positive ints"),
     ({"conv_filters": ((8, -1),)}, "conv_filters must hold positive ints"),
+    ({"conv_filters": ("32",)}, "conv_filters must hold positive ints"),
     ({"dense_layer_sizes": (0,)}, "dense_layer_sizes must hold ints > 0"),
+    ({"dense_layer_sizes": ("64",)}, "dense_layer_sizes must hold ints > 0"),
     ({"kernel_size": (3, 0)}, "kernel_size must be an int >= 1 or a pair"),
     ({"pool_size": (1, 2, 3)}, "pool_size must be an int >= 1 or a pair"),
     ({"input_shape": (8, 8, 1, 1)}, r"input_shape must be \(height, width"),
