@@ -79,6 +79,13 @@ def _dask_worker():
         return None
 
 
+def _dask_threads(worker):
+    """Task threads of a dask worker (``Worker.state.nthreads``; older
+    distributed releases keep it on the worker itself)."""
+    state = getattr(worker, "state", worker)
+    return max(int(getattr(state, "nthreads", None) or 1), 1)
+
+
 def _in_joblib_worker():
     """Whether this code runs as a task of a joblib ``Parallel`` call.
 
@@ -147,8 +154,8 @@ def worker_index():
     dask = _dask_worker()
     if dask is None and not _in_joblib_worker():
         return None
-    threads = dask.state.nthreads if dask is not None else 1
-    return _process_index() * max(int(threads), 1) + _thread_index()
+    threads = _dask_threads(dask) if dask is not None else 1
+    return _process_index() * threads + _thread_index()
 
 
 # --------------------------------------------------------------------- device
@@ -291,7 +298,7 @@ def fit_thread_count(concurrent=1):
     dask = _dask_worker()
     if dask is not None:
         # every task thread of the worker may run a fit at the same time
-        concurrent = max(concurrent, int(dask.state.nthreads or 1))
+        concurrent = max(concurrent, _dask_threads(dask))
     elif not _in_joblib_worker():
         return current
     cap = _cpu_count() // max(concurrent, 1)

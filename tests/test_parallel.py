@@ -275,3 +275,25 @@ def test_checkpoints_in_workers_go_to_per_fit_directories(
     # in the caller's process skorch's default (the current directory) stays
     monkeypatch.setattr(par, "worker_index", lambda: None)
     assert par.isolate_checkpoints([Checkpoint()])[0].dirname == ""
+
+
+def test_dask_worker_budget_and_index_from_worker_threads(
+        monkeypatch, restore_torch_threads):
+    class State:
+        nthreads = 2
+
+    class Worker:
+        name = 1
+        state = State()
+
+    monkeypatch.setattr(par, "_dask_worker", lambda: Worker())
+    monkeypatch.setattr(par, "_cpu_count", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    torch.set_num_threads(8)
+    # two task threads may fit at once: 8 cores // 2
+    assert par.fit_thread_count(1) == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the dask nanny exports
+    assert par.fit_thread_count(1) == 1
+    # worker 1 with 2 threads: its main thread is worker slot 1 * 2 + 0
+    assert par.worker_index() == 2
