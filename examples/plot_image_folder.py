@@ -46,8 +46,10 @@ def draw(shape, size=64):
     colour = tuple(int(v) for v in rng.integers(140, 256, size=3))
     img = Image.new("RGB", (size, size), background)
     pen = ImageDraw.Draw(img)
-    r = rng.integers(size // 6, size // 3)
-    cx, cy = rng.integers(r, size - r, size=2)
+    # roughly centred shapes of varying size: the network sees raw pixels, so
+    # it has no translation invariance to lean on (that is what a CNN adds)
+    r = rng.integers(size // 5, size // 3)
+    cx, cy = size // 2 + rng.integers(-size // 10, size // 10 + 1, size=2)
     if shape == "circle":
         pen.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
     elif shape == "square":
@@ -69,7 +71,7 @@ for shape in ("circle", "square", "triangle"):
 # ------------------------------------------------------
 X, y = load_image_folder(root, size=(32, 32), flatten=True)
 print(f"X: {X.shape} {X.dtype} in [{X.min():.2f}, {X.max():.2f}], "
-      f"classes: {sorted(set(y))}")
+      f"classes: {np.unique(y).tolist()}")
 X_train, X_test, y_train, y_test = train_test_split(
     X, y, test_size=0.25, stratify=y, random_state=0)
 

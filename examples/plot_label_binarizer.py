@@ -47,9 +47,9 @@ X_train, X_test, labels_train, labels_test = train_test_split(
 
 lb = LabelBinarizer()
 Y_train = lb.fit_transform(labels_train)
-print(f"lb.classes_: {list(lb.classes_)}")
+print(f"lb.classes_: {lb.classes_.tolist()}")
 print(f"Y_train: shape {Y_train.shape}, first row {Y_train[0]} "
-      f"= {labels_train[0]!r}")
+      f"= {str(labels_train[0])!r}")
 
 # %%
 # Fit on the one-hot matrix, predict one-hot rows
