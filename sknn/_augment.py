@@ -203,11 +203,15 @@ class ImageAugmenter:
         padding_mode = FILL_MODES[self.fill_mode]
         if padding_mode == "zeros" and self.cval:
             # grid_sample pads with 0: shift the values so the padding is cval
-            return F.grid_sample(X - self.cval, grid, mode="bilinear",
-                                 padding_mode="zeros", align_corners=False
-                                 ) + self.cval
-        return F.grid_sample(X, grid, mode="bilinear", padding_mode=padding_mode,
-                             align_corners=False)
+            out = F.grid_sample(X - self.cval, grid, mode="bilinear",
+                                padding_mode="zeros", align_corners=False
+                                ) + self.cval
+        else:
+            out = F.grid_sample(X, grid, mode="bilinear", padding_mode=padding_mode,
+                                align_corners=False)
+        # grid_sample returns NCHW-contiguous memory: give the batch back in the
+        # input's layout (channels_last on the CPU), which the convolutions chose
+        return torch.empty_like(X).copy_(out)
 
     def __repr__(self):
         changed = {key: getattr(self, key) for key in AUGMENT_DEFAULTS

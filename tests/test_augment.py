@@ -261,3 +261,15 @@ def test_early_stopping_validation_batches_are_not_augmented(digit_images):
     # 160 training images a epoch in batches of 40, for 2 epochs; none of the 40
     # validation images
     assert sum(calls) == 2 * 160
+
+
+def test_augmented_batch_keeps_the_input_memory_layout():
+    # CNNClassifier feeds channels_last batches on the CPU; the augmenter must
+    # not turn them back into NCHW-contiguous memory
+    x = torch.rand(6, 9, 7, 3).permute(0, 3, 1, 2)  # NHWC memory, NCHW shape
+    torch.manual_seed(0)
+    out = ImageAugmenter.from_dict(TUTORIAL_AUGMENT)(x)
+    assert out.stride() == x.stride()
+    torch.manual_seed(0)
+    assert torch.equal(out, ImageAugmenter.from_dict(TUTORIAL_AUGMENT)(
+        x.contiguous()))

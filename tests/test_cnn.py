@@ -347,3 +347,12 @@ def test_mnist_conv32_64_64_reaches_097_in_3_epochs(mnist_dir):
     clf.fit(X_train[..., None], y_train)  # uint8, (N, 28, 28, 1)
     assert clf.n_iter_ == 3
     assert clf.score(X_test[..., None], y_test) >= 0.97
+
+
+def test_cpu_input_is_a_channels_last_view_of_the_images():
+    X = np.random.RandomState(0).rand(5, 6, 4, 3).astype(np.float32)
+    clf = tiny().fit(X, np.arange(5) % 2)
+    images = clf._input_tensor(X.reshape(5, -1), "cpu")
+    assert images.shape == (5, 3, 6, 4)
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_array_equal(images.permute(0, 2, 3, 1).numpy(), X)
