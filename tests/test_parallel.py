@@ -212,15 +212,17 @@ def test_loky_workers_round_robin_by_process_number():
         assert device == f"cuda:{(number - 1) % 2}"
 
 
-def test_cuda_cache_released_after_fit_only_when_cuda_in_use(small, monkeypatch):
-    X, y = small
+def test_cuda_cache_released_after_fit_only_when_cuda_in_use(monkeypatch):
     calls = []
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append(1))
-    _tiny_fit(X, y)
-    assert calls == []
+    with par.fit_threads():
+        pass
+    assert calls == []  # a CPU-only process never touches CUDA
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
-    _tiny_fit(X, y)
-    assert calls == [1]
+    with pytest.raises(RuntimeError, match="fit failed"):
+        with par.fit_threads():
+            raise RuntimeError("fit failed")
+    assert calls == [1]  # released after a failed fit too
 
 
 # --------------------------------------------------------------- grid search
