@@ -5,6 +5,7 @@ import ast
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,13 +44,28 @@ def test_examples_folder_is_a_gallery():
         assert "# %%" in source, f"{script.name} has no '# %%' cells"
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
-def test_example_runs_in_tiny_mode(script, tmp_path):
+def _run(script, folder):
     env = dict(os.environ, SKNN_EXAMPLE_TINY="1", MPLBACKEND="Agg",
-               PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+               PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return subprocess.run([sys.executable, str(script)], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every example's completed process, two at a time: a tiny run is mostly
+    single-threaded interpreter start-up and imports, so two processes on two
+    cores (one torch thread each) take about half the wall time."""
+    folders = {s.name: tmp_path_factory.mktemp(s.stem) for s in SCRIPTS}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {s.name: pool.submit(_run, s, folders[s.name]) for s in SCRIPTS}
+        return {name: (f.result(), folders[name]) for name, f in futures.items()}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
+def test_example_runs_in_tiny_mode(script, runs):
+    proc, folder = runs[script.name]
     assert proc.returncode == 0, proc.stderr[-3000:]
     for text in EXPECTED.get(script.name, []):
         assert text in proc.stdout, f"{text!r} not printed:\n{proc.stdout}"
-    assert list(tmp_path.iterdir()) == [], "the example left files behind"
+    assert list(folder.iterdir()) == [], "the example left files behind"
