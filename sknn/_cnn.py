@@ -354,7 +354,17 @@ class CNNClassifier(BaseTorchClassifier):
             pool_size=self._window("pool_size"), padding=self.padding,
             pool_last=self.pool_last, activation=self.activation,
             dropout=self.dropout, batch_norm=self.batch_norm)
-        return init_weights(module, self.weight_init, self.activation)
+        module = init_weights(module, self.weight_init, self.activation)
+        if torch.device(self.device_).type == "cpu":
+            # kernels in the layout of the channels_last input (see
+            # _input_tensor): oneDNN then need not reorder them at every call
+            module = module.to(memory_format=torch.channels_last)
+        return module
+
+    def _batch_work(self, batch_size):
+        # convolutions reuse their weights at every position: count the
+        # multiply-accumulates, not the parameters
+        return batch_size * self.net_.module_.macs_per_image
 
     def _batch_transform(self):
         if self.augment is None:

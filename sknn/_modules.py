@@ -263,9 +263,15 @@ class ConvModule(nn.Module):
         conv_padding = "same" if padding == "same" else 0
         layers = []
         n_in = channels
+        kh, kw = pair(kernel_size)
+        #: multiply-accumulates of one image's forward pass
+        self.macs_per_image = 0
         for block, pooled in zip(blocks, pooled_after(len(blocks), pool_last)):
             for n_filters in block:
-                layers.append(nn.Conv2d(n_in, n_filters, pair(kernel_size),
+                if padding == "valid":
+                    height, width = height - kh + 1, width - kw + 1
+                self.macs_per_image += height * width * kh * kw * n_in * n_filters
+                layers.append(nn.Conv2d(n_in, n_filters, (kh, kw),
                                         padding=conv_padding))
                 if batch_norm:
                     layers.append(nn.BatchNorm2d(n_filters))
@@ -274,6 +280,8 @@ class ConvModule(nn.Module):
             if pooled:
                 layers.append(nn.MaxPool2d(pair(pool_size),
                                            ceil_mode=padding == "same"))
+                height, width = conv_output_hw(height, width, ((),), 1, pool_size,
+                                               padding, True)
             if dropout:
                 layers.append(nn.Dropout(dropout))
         self.features = nn.Sequential(*layers)
@@ -281,6 +289,8 @@ class ConvModule(nn.Module):
                                        activation, dropout, batch_norm)
         self.classifier = nn.Sequential(
             nn.Flatten(), *dense, nn.Linear(width_out, n_outputs))
+        self.macs_per_image += sum(m.weight.numel() for m in self.classifier
+                                   if isinstance(m, nn.Linear))
 
     def forward(self, X):
         return self.classifier(self.features(X))
