@@ -322,8 +322,8 @@ def fit_threads():
         _active_fits += 1
         concurrent = _active_fits
     before = torch.get_num_threads()
-    wanted = fit_thread_count(concurrent)
     try:
+        wanted = fit_thread_count(concurrent)
         if wanted != before:
             torch.set_num_threads(wanted)
         yield wanted
