@@ -18,8 +18,9 @@ left out. Systems:
   memory format.
 - sknn: ``CNNClassifier`` (``fit`` for the first epoch, then ``partial_fit``;
   the epoch time is ``history_``'s, measured as skorch measures it). On the CPU
-  its input is a channels_last view of the NHWC images.
-- sknn+NCHW: the same with the input copied to NCHW-contiguous memory.
+  its input is a channels_last view of the NHWC images and its kernels are
+  channels_last too.
+- sknn+NCHW: the same with input and kernels in NCHW-contiguous memory.
 - skorch: a plain skorch ``NeuralNetClassifier`` with its default DataLoader
   (NCHW input).
 
@@ -141,10 +142,14 @@ def _systems(X, y, batch_size, names):
         return epoch
 
     class NCHWCNN(CNNClassifier):
-        """The experiment only: NCHW-contiguous input, as before channels_last."""
+        """The experiment only: NCHW-contiguous input and kernels."""
 
         def _input_tensor(self, X, device):
             return super()._input_tensor(X, device).clone(
+                memory_format=torch.contiguous_format)
+
+        def _build_module(self, n_features, n_outputs):
+            return super()._build_module(n_features, n_outputs).to(
                 memory_format=torch.contiguous_format)
 
     def sknn(nchw):
@@ -208,13 +213,20 @@ def speed(args):
         print(f"epoch {round_ + 1}: " + ", ".join(
             f"{name} {records[name][-1][0]:.2f}" for name in names), flush=True)
     print("\n| system | s/epoch median [range] | ratio to plain median [range] "
-          "| minor faults/epoch | sys s/epoch |\n|---|---|---|---|---|")
-    plain = [r[0] for r in records["plain"][1:]]
+          "| minor faults/epoch | sys s/epoch | ratio to the plain loop of the "
+          "same memory format |\n|---|---|---|---|---|---|")
+    # the first epoch holds one-off warm-up
+    times = {name: [r[0] for r in records[name][1:]] for name in names}
+    same_format = {"plain": "plain", "plain+CL": "plain+CL", "sknn": "plain+CL",
+                   "sknn+NCHW": "plain", "skorch": "plain"}
     for name in names:
-        rows = records[name][1:]  # the first epoch holds one-off warm-up
-        times = [r[0] for r in rows]
-        print(_row(name, times, [t / p for t, p in zip(times, plain)],
-                   [r[1] for r in rows], [r[2] for r in rows]))
+        rows = records[name][1:]
+        ratios = [t / p for t, p in zip(times[name], times["plain"])]
+        own = [t / p for t, p in zip(times[name], times[same_format[name]])]
+        print(_row(name, times[name], ratios, [r[1] for r in rows],
+                   [r[2] for r in rows])
+              + f" {statistics.median(own):.2f}x vs {same_format[name]} "
+              f"[{min(own):.2f}-{max(own):.2f}] |")
 
 
 def _config(name, args):
