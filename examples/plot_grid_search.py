@@ -102,19 +102,21 @@ elif not TINY:
 # %%
 # The same search on a Dask cluster
 # ---------------------------------
-# Install the extra (``pip install "sknn[dask]"``), start or connect to a
-# cluster, and run the unchanged search under joblib's dask backend. Each fit
-# uses the threads the dask worker was given (``OMP_NUM_THREADS``, 1 by
-# default). Set ``SKNN_EXAMPLE_DASK=1`` to run this cell here on a local
-# cluster of two worker processes; on a real cluster, pass the scheduler's
-# address instead: ``Client("tcp://scheduler-host:8786")``.
+# Install the extra (``pip install "sknn[dask]"``), connect a client to a
+# cluster and run the unchanged search under joblib's dask backend; each fit
+# is a Dask task and uses the threads its worker was given (the nanny exports
+# ``OMP_NUM_THREADS=1`` to worker processes). On a real cluster, give the
+# client the scheduler's address: ``Client("tcp://scheduler-host:8786")``.
+# Set ``SKNN_EXAMPLE_DASK=1`` to run this cell here, on a local cluster of two
+# workers that live in this process (``processes=False``): worker *processes*
+# would re-run this script on start-up, as any multiprocessing child re-imports
+# a main script that has no ``if __name__ == "__main__":`` guard.
 if os.environ.get("SKNN_EXAMPLE_DASK") == "1" and not TINY:
     import joblib
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None) as cluster, \
-            Client(cluster):
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster):
         with joblib.parallel_backend("dask"):
             search.fit(X, y)
     print(f"on dask: best {search.best_params_}, CV accuracy "
