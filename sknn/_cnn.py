@@ -257,7 +257,12 @@ class CNNClassifier(BaseTorchClassifier):
         ValueError that names ``input_shape``.
         """
         image_shape = None
-        if not (sparse.issparse(X) or hasattr(X, "iloc")):
+        if sparse.issparse(X) or hasattr(X, "iloc"):
+            # sparse matrices and DataFrames keep their type (feature names)
+            dtypes = np.ravel([X.dtype] if sparse.issparse(X) else X.dtypes)
+            if len(dtypes) and all(d == np.uint8 for d in dtypes):
+                X = X.astype(np.float32) / np.float32(255.0)
+        else:
             if not hasattr(X, "ndim"):
                 try:
                     X = np.asarray(X)

@@ -130,6 +130,23 @@ def test_uint8_images_are_read_as_intensities_in_0_255(digit_images):
                                rtol=1e-5, atol=1e-6)
 
 
+def test_uint8_dataframes_and_sparse_rows_are_scaled_alike(digit_images):
+    pd = pytest.importorskip("pandas")
+    from scipy import sparse
+
+    X, y = digit_images
+    X8 = np.round(X[:100] * 255).astype(np.uint8).reshape(100, -1)
+    expected = tiny().fit(X8, y[:100]).predict_proba(X8)
+    frame = pd.DataFrame(X8, columns=[f"px{i}" for i in range(64)])
+    clf = tiny().fit(frame, y[:100])
+    assert list(clf.feature_names_in_[:2]) == ["px0", "px1"]
+    np.testing.assert_allclose(clf.predict_proba(frame), expected, rtol=1e-5,
+                               atol=1e-6)
+    rows = sparse.csr_matrix(X8)
+    np.testing.assert_allclose(tiny().fit(rows, y[:100]).predict_proba(rows),
+                               expected, rtol=1e-5, atol=1e-6)
+
+
 def test_flat_rows_from_a_scaler_in_a_pipeline(digit_images):
     X, y = digit_images
     flat = X.reshape(len(X), -1)[:300] * 16
