@@ -123,6 +123,7 @@ def main(argv=None):
 
     X, y = data()
     print(f"python {' '.join(sys.argv)}")
+    print(f"1-min load average at start: {os.getloadavg()[0]:.1f}")
     print(f"cores: {joblib.cpu_count()}, grid: {len(GRID['hidden_layer_sizes'])} "
           f"candidates x 3 folds + refit, max_iter={args.max_iter}, "
           f"{args.rounds} rounds\n")
@@ -152,12 +153,14 @@ def main(argv=None):
             cold[name], fitted = run(systems[name], X, y)
             scores[name] = (fitted.best_params_["hidden_layer_sizes"],
                             fitted.best_score_)
+        print("warm-up done; per-round seconds, in this order: " + "; ".join(names))
         for r in range(args.rounds):
             order = names[r % len(names):] + names[:r % len(names)]
             for name in order:
                 times[name].append(run(systems[name], X, y)[0])
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(
-                f"{times[n][-1]:.2f}" for n in names), flush=True)
+                f"{times[n][-1]:.2f}" for n in names)
+                + f"  (1-min load average {os.getloadavg()[0]:.1f})", flush=True)
     finally:
         if client is not None:
             client.close()
