@@ -203,9 +203,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         # the user's callbacks are parameters: train copies, never the originals
         return own + isolate_checkpoints(list(copy.deepcopy(self.callbacks or [])))
 
-    def _new_net(self, n_features, batch_size, mean_weight):
+    def _new_net(self, n_features, batch_size, batch_weight):
         encoder = self.target_encoder_
-        optimizer, opt_kwargs = self._optimizer(batch_size * mean_weight)
+        optimizer, opt_kwargs = self._optimizer(batch_weight)
         penalty = 0.0
         if optimizer is torch.optim.LBFGS:
             # L-BFGS takes no parameter groups: the L2 term goes into the loss
@@ -345,13 +345,23 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         batch_size = len(train) if self.solver == "lbfgs" else self._batch_size(
             len(train))
 
+        # the sample weight of a full batch scales the L2 term, as in sklearn
+        batch_weight = batch_size * (1.0 if weight is None else float(weight.mean()))
         with fit_threads(), _seeded_torch_rng(seed, self.device_):
             if first_pass:
-                self.net_ = self._new_net(
-                    X.shape[1], batch_size,
-                    1.0 if weight is None else float(weight.mean()))
+                self.net_ = self._new_net(X.shape[1], batch_size, batch_weight)
             else:
                 self.net_.batch_size = batch_size
+                self.net_.batch_transform = self._batch_transform()
+                if not incremental:
+                    # as scikit-learn: a warm-started fit gets a new optimizer
+                    # with the current parameters; partial_fit keeps its state
+                    optimizer, opt_kwargs = self._optimizer(batch_weight)
+                    if optimizer is torch.optim.LBFGS:
+                        self.net_.penalty_in_loss = opt_kwargs.pop("weight_decay")
+                    for key, value in opt_kwargs.items():
+                        setattr(self.net_, f"optimizer__{key}", value)
+                    self.net_.initialize_optimizer()
             self.net_.generator_ = torch.Generator().manual_seed(seed)
             epochs_before = len(self.net_.history)
             epochs = 1 if incremental or self.solver == "lbfgs" else self.max_iter

@@ -459,3 +459,15 @@ def test_cuda_fit_predicts_like_cpu(iris):
     loaded = joblib.load(buffer)
     np.testing.assert_allclose(loaded.predict_proba(X), gpu.predict_proba(X),
                                rtol=1e-5)
+
+
+def test_warm_start_fit_takes_new_parameters(iris):
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = fast(max_iter=3, warm_start=True, solver="lbfgs", alpha=0.0).fit(X, y)
+        clf.set_params(solver="lbfgs", alpha=0.5).fit(X, y)
+        assert clf.net_.penalty_in_loss == pytest.approx(0.5 / 150)
+        sgd = fast(max_iter=3, warm_start=True, solver="sgd").fit(X, y)
+        sgd.set_params(learning_rate_init=0.05).fit(X, y)
+    assert sgd.net_.optimizer_.param_groups[0]["lr"] == 0.05
