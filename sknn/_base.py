@@ -203,13 +203,18 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         # the user's callbacks are parameters: train copies, never the originals
         return own + isolate_checkpoints(list(copy.deepcopy(self.callbacks or [])))
 
-    def _new_net(self, n_features, batch_size, batch_weight):
-        encoder = self.target_encoder_
+    def _optimizer_and_penalty(self, batch_weight):
+        """(optimizer class, its kwargs, the L2 coefficient the loss adds)."""
         optimizer, opt_kwargs = self._optimizer(batch_weight)
         penalty = 0.0
         if optimizer is torch.optim.LBFGS:
             # L-BFGS takes no parameter groups: the L2 term goes into the loss
             penalty = opt_kwargs.pop("weight_decay")
+        return optimizer, opt_kwargs, penalty
+
+    def _new_net(self, n_features, batch_size, batch_weight):
+        encoder = self.target_encoder_
+        optimizer, opt_kwargs, penalty = self._optimizer_and_penalty(batch_weight)
         criterion = (torch.nn.CrossEntropyLoss if encoder.loss_family == "ce"
                      else torch.nn.BCEWithLogitsLoss)
         net = TensorNet(
@@ -351,17 +356,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             if first_pass:
                 self.net_ = self._new_net(X.shape[1], batch_size, batch_weight)
             else:
-                self.net_.batch_size = batch_size
-                self.net_.batch_transform = self._batch_transform()
-                if not incremental:
-                    # as scikit-learn: a warm-started fit gets a new optimizer
-                    # with the current parameters; partial_fit keeps its state
-                    optimizer, opt_kwargs = self._optimizer(batch_weight)
-                    if optimizer is torch.optim.LBFGS:
-                        self.net_.penalty_in_loss = opt_kwargs.pop("weight_decay")
-                    for key, value in opt_kwargs.items():
-                        setattr(self.net_, f"optimizer__{key}", value)
-                    self.net_.initialize_optimizer()
+                self._update_net(batch_size, batch_weight, incremental)
             self.net_.generator_ = torch.Generator().manual_seed(seed)
             epochs_before = len(self.net_.history)
             epochs = 1 if incremental or self.solver == "lbfgs" else self.max_iter
@@ -373,6 +368,20 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
                 self.net_.generator_ = None
         self._after_fit(epochs_before, incremental)
         return self
+
+    def _update_net(self, batch_size, batch_weight, incremental):
+        """Carry the current parameters into a net that keeps training."""
+        net = self.net_
+        net.batch_size = batch_size
+        net.batch_transform = self._batch_transform()
+        if incremental:
+            return  # partial_fit keeps the optimizer and its state
+        # as scikit-learn: a warm-started fit gets a new optimizer
+        _, opt_kwargs, net.penalty_in_loss = self._optimizer_and_penalty(
+            batch_weight)
+        for key, value in opt_kwargs.items():
+            setattr(net, f"optimizer__{key}", value)
+        net.initialize_optimizer()
 
     def _after_fit(self, epochs_before, incremental):
         """Set scikit-learn's fitted attributes from the net and its history."""
