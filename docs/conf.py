@@ -47,10 +47,6 @@ html_theme = "alabaster"
 html_theme_options = {"description": "scikit-learn neural networks on PyTorch"}
 html_static_path = []
 
-#: markdown pages written alongside the code; listed in the toctree when present
-OPTIONAL_PAGES = ["benchmarks", "benchmarks_cnn", "parallel"]
-
-
 # ------------------------------------------------------------ example pages
 def _cells(code):
     """(text, code) pairs of a script body split at its ``# %%`` lines."""
@@ -112,14 +108,6 @@ def write_example_pages(app=None):
             stale.unlink()
 
 
-def _optional_pages(app, docname, source):
-    if docname != "index":
-        return
-    present = [name for name in OPTIONAL_PAGES if (DOCS / f"{name}.md").exists()]
-    source[0] = source[0].replace(
-        "   .. optional pages ..", "\n".join(f"   {name}" for name in present))
-
-
 _TRAILING_UNDERSCORE = re.compile(r"\b([A-Za-z]\w*[A-Za-z0-9])_(?=[,)\]])")
 
 
@@ -137,4 +125,3 @@ def _escape_type_underscores(app, what, name, obj, options, lines):
 def setup(app):
     app.connect("autodoc-process-docstring", _escape_type_underscores, priority=100)
     app.connect("builder-inited", write_example_pages)
-    app.connect("source-read", _optional_pages)
