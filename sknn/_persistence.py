@@ -53,6 +53,11 @@ def dump(obj, path, compress=3):
             joblib.dump(obj, f, compress=compress)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates the file private (0600); give it the permissions a
+        # plain open() would have given it under the user's umask
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
     except BaseException:
         try:

@@ -112,3 +112,17 @@ def test_failed_save_leaves_no_file_and_keeps_the_old_one(fitted, tmp_path):
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.joblib"]
     np.testing.assert_array_equal(joblib.load(path).predict(X), clf.predict(X))
+
+
+def test_saved_file_has_ordinary_permissions(fitted, tmp_path):
+    import os
+    import stat
+
+    clf, _, _ = fitted
+    path = tmp_path / "model.joblib"
+    umask = os.umask(0o022)
+    try:
+        dump(clf, path)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
