@@ -21,6 +21,15 @@ def _seed():
 
 
 @pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a test module on one torch thread, restoring the setting after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
 def digits():
     """sklearn's digits, standardised: X float64 (1797, 64), y int (10 classes)."""
     X, y = load_digits(return_X_y=True)

@@ -19,12 +19,8 @@ TUTORIAL_AUGMENT = dict(rotation_range=30, width_shift_range=0.1,
                         horizontal_flip=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: tiny convolutions run faster on one thread on a shared 2-core machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
