@@ -13,7 +13,7 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, EpochTimer
 from torch import nn
 
-from sknn._data import BatchIterator, TensorDataset
+from sknn._data import BatchIterator, as_float32_tensor
 
 #: layers whose weights scikit-learn's L2 penalty (``alpha``) applies to
 DECAYED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -85,17 +85,18 @@ class TensorNet(NeuralNetClassifier):
         self.optimizer_ = self.optimizer(groups, **kwargs)
         return self
 
+    def _squared_weights(self):
+        """||W||^2 over the weights the L2 term applies to, as a 0-d tensor."""
+        return sum(w.pow(2).sum() for w in self._decayed_weights())
+
     def l2_penalty(self):
-        """The L2 term of scikit-learn's loss, 0.5 * c * ||W||^2, as a float."""
-        if self.penalty_in_loss:
-            coef = self.penalty_in_loss
-        else:
-            coef = self.optimizer_.param_groups[0].get("weight_decay", 0.0)
+        """The L2 term the optimizer's weight decay stands for, 0.5 * c * ||W||^2,
+        as a float: scikit-learn's ``loss_curve_`` includes it."""
+        coef = self.optimizer_.param_groups[0].get("weight_decay", 0.0)
         if not coef:
             return 0.0
         with torch.no_grad():
-            squares = sum(w.pow(2).sum() for w in self._decayed_weights())
-        return 0.5 * coef * float(squares)
+            return 0.5 * coef * float(self._squared_weights())
 
     # ---------------------------------------------------------------- data path
     def get_split_datasets(self, X, y=None, **fit_params):
@@ -124,8 +125,7 @@ class TensorNet(NeuralNetClassifier):
         else:
             loss = (per_sample * weight).sum() / weight.sum()
         if training and self.penalty_in_loss:
-            loss = loss + 0.5 * self.penalty_in_loss * sum(
-                w.pow(2).sum() for w in self._decayed_weights())
+            loss = loss + 0.5 * self.penalty_in_loss * self._squared_weights()
         return loss
 
     def _correct(self, y_pred, y_true):
@@ -194,16 +194,14 @@ class TensorNet(NeuralNetClassifier):
         if iterator is None:
             return
         self._set_training(training)
-        weighted = iterator.dataset.weight is not None
-        losses, corrects, sizes, totals = [], [], [], []
+        weight = iterator.dataset.weight
+        losses, corrects, sizes = [], [], []
         for batch in iterator:
             self.notify("on_batch_begin", batch=batch, training=training)
             step = step_fn(batch, **fit_params)
             batch_size = len(batch[0])
             losses.append(step["loss"].detach())
             corrects.append(self._correct(step["y_pred"], batch[1]))
-            if weighted:
-                totals.append(batch[1][1].sum())
             sizes.append(batch_size)
             self.history.record_batch(prefix + "_batch_size", batch_size)
             self.notify("on_batch_end", batch=batch, training=training, **step)
@@ -214,7 +212,8 @@ class TensorNet(NeuralNetClassifier):
         if training and not self.penalty_in_loss:
             # scikit-learn's loss_curve_ includes the L2 term
             loss += self.l2_penalty()
-        total = float(torch.stack(totals).sum()) if weighted else n_samples
+        # every sample is seen once per epoch: the weight total is the dataset's
+        total = n_samples if weight is None else float(weight.sum())
         self.history.record(prefix + "_loss", loss)
         self.history.record(prefix + "_acc",
                             float(torch.stack(corrects).sum()) / total)
@@ -250,8 +249,6 @@ class TensorNet(NeuralNetClassifier):
     def predict_proba(self, X):
         """Activated network outputs for X (array or tensor), as numpy."""
         if not isinstance(X, torch.Tensor):
-            from sknn._data import as_float32_tensor
-
             X = as_float32_tensor(X, self.device)
         return self.forward_outputs(X.to(self.device)).cpu().numpy()
 
@@ -275,4 +272,4 @@ def _sigmoid(x, dim=None):
     return torch.sigmoid(x)
 
 
-__all__ = ["TensorNet", "TrainValid", "TensorDataset"]
+__all__ = ["TensorNet", "TrainValid"]
