@@ -432,6 +432,25 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
     def _set_layer_attributes(self):
         """Subclasses set architecture attributes (``coefs_``, ``n_layers_``...)."""
 
+    def _rebuild(self, module_state):
+        """Build ``net_`` on the CPU from fitted metadata and load the weights.
+
+        For loaders that restore a model without pickle (``sknn.load``). Set
+        ``target_encoder_``, ``classes_``, ``n_features_in_`` (and
+        ``feature_names_in_``, and ``input_shape_`` for images) first;
+        ``module_state`` is the module's ``state_dict``. Sets ``net_``,
+        ``device_`` and the architecture attributes (``coefs_``, ...); the
+        history attributes (``loss_curve_``, ``n_iter_``...) are the caller's.
+        The optimizer is new: ``partial_fit`` and a warm-started ``fit``
+        continue from the loaded weights.
+        """
+        self.device_ = "cpu"
+        with _seeded_torch_rng(0, "cpu"):
+            self.net_ = self._new_net(self.n_features_in_, 1, 1.0)
+        self.net_.module_.load_state_dict(module_state)
+        self._set_layer_attributes()
+        return self
+
     # -------------------------------------------------------------- prediction
     def __sklearn_is_fitted__(self):
         return hasattr(self, "net_")
