@@ -1,4 +1,9 @@
-"""sknn: scikit-learn estimators for neural-network classification on PyTorch."""
+"""sknn: scikit-learn estimators for neural-network classification on PyTorch.
+
+``import sknn`` and ``from sknn import MLPClassifierTorch`` do not import torch
+or skorch: they load when a model is first fitted, predicts or is unpickled,
+so that ``sknn --help``, ``get_params``, ``clone`` and ``repr`` stay fast.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 
