@@ -218,7 +218,7 @@ class SknnNet(NeuralNetClassifier):
         self._set_training(training)
         batches = self.history[-1]["batches"]
         first = len(batches)
-        deferred = torch.device(self.device).type != "cpu"
+        deferred = self._defer_batch_losses()
         losses, corrects, sizes = [], [], []
         for batch in iterator:
             self.notify("on_batch_begin", batch=batch, training=training)
@@ -248,6 +248,10 @@ class SknnNet(NeuralNetClassifier):
                                 float(torch.stack(corrects).sum()) / total)
             self.history.record("train_samples", sum(sizes))
         self.history.record(prefix + "_batch_count", len(sizes))
+
+    def _defer_batch_losses(self):
+        """Whether batch losses wait on the device until the epoch ends."""
+        return torch.device(self.device).type != "cpu"
 
     def _correct(self, y_pred, batch):
         """Correct predictions in a batch: a count, or the sum of the weights
