@@ -12,6 +12,7 @@ Subclasses provide ``_build_module`` and, for images, the input layout hooks
 ``_flatten_X``, ``_input_tensor``, ``_batch_transform`` and ``_batch_work``.
 """
 
+import math
 import warnings
 from numbers import Integral, Real
 from types import SimpleNamespace
@@ -133,11 +134,11 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         return (
             type(X) is np.ndarray
             and X.ndim == 2
-            and X.dtype in (np.float32, np.float64)
+            and X.dtype.char in "fd"
             and X.shape[0] > 0
             and X.shape[1] == self.n_features_in_
             and not hasattr(self, "feature_names_in_")
-            and bool(np.isfinite(X.sum()))
+            and math.isfinite(X.sum())
         )
 
     def _batch_size(self, n_samples):
@@ -272,7 +273,8 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         return hasattr(self, "net_")
 
     def _outputs(self, X):
-        check_is_fitted(self)
+        if not hasattr(self, "net_"):  # check_is_fitted's tags cost ~6 us
+            check_is_fitted(self)
         X = self._validate_X(X)
         return self.net_.forward_outputs(self._input_tensor(X, self.device_))
 

@@ -26,7 +26,9 @@ def as_float32_tensor(X, device):
     X = np.asarray(X)
     if X.dtype != np.float32 or not X.flags.c_contiguous or not X.flags.writeable:
         X = np.array(X, dtype=np.float32, order="C")
-    return torch.from_numpy(X).to(device)
+    tensor = torch.from_numpy(X)
+    # .to() parses the device on every call: a cost on the 1-row predict path
+    return tensor if device == "cpu" else tensor.to(device)
 
 
 def as_target_tensor(y, device):

@@ -115,9 +115,12 @@ class SknnNet(NeuralNetClassifier):
     def infer(self, x, **fit_params):
         # weighted batches carry their sample weights beside X, skorch's
         # documented form; skorch would pass both to the module as keywords,
-        # and sknn's modules take X alone
+        # and sknn's modules take X alone. Training batches are tensors on the
+        # device already: skorch's conversion is for anything else
         if isinstance(x, Mapping):
             x = x["X"]
+        if not fit_params and _on_device(x, getattr(self, "_device", None)):
+            return self.module_(x)
         return super().infer(x, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
@@ -194,6 +197,7 @@ class SknnNet(NeuralNetClassifier):
         super().on_train_begin(net, X=X, y=y, **kwargs)
         # epochs of this fit (LoadInitState may load an earlier history)
         self.epochs_run_ = 0
+        self._device = torch.device(self.device)
         self._grad_listeners = any(
             getattr(type(cb), "on_grad_computed", None) not in (
                 None, Callback.on_grad_computed)
@@ -210,16 +214,18 @@ class SknnNet(NeuralNetClassifier):
         # device and are written into the batch records once per epoch, before
         # the scoring callbacks read them; on the CPU, where .item() costs
         # nothing, each is recorded as it comes. The training accuracy is
-        # counted on the device too. Records: <prefix>_loss per batch (with
-        # the L2 term, as scikit-learn's loss_curve_), <prefix>_batch_size,
-        # <prefix>_batch_count, and train_acc and train_samples per epoch.
+        # counted once per epoch from the batches' outputs. Records:
+        # <prefix>_loss per batch (with the L2 term, as scikit-learn's
+        # loss_curve_), <prefix>_batch_size, <prefix>_batch_count, and
+        # train_acc and train_samples per epoch.
         if iterator is None:
             return
-        self._set_training(training)
+        if self.module_.training != training:
+            self._set_training(training)
         batches = self.history[-1]["batches"]
         first = len(batches)
         deferred = self._defer_batch_losses()
-        losses, corrects, sizes = [], [], []
+        losses, outputs, sizes = [], [], []
         for batch in iterator:
             self.notify("on_batch_begin", batch=batch, training=training)
             step = step_fn(batch, **fit_params)
@@ -229,7 +235,7 @@ class SknnNet(NeuralNetClassifier):
             else:
                 self.history.record_batch(prefix + "_loss", loss.item())
             if training:
-                corrects.append(self._correct(step["y_pred"], batch))
+                outputs.append((step["y_pred"].detach(), batch))
             sizes.append(len(batch[1]))
             self.history.record_batch(prefix + "_batch_size", sizes[-1])
             self.notify("on_batch_end", batch=batch, training=training, **step)
@@ -242,10 +248,7 @@ class SknnNet(NeuralNetClassifier):
             for row in rows:
                 row[prefix + "_loss"] += penalty
         if training:
-            weight = getattr(iterator.dataset, "weight", None)
-            total = sum(sizes) if weight is None else float(weight.sum())
-            self.history.record("train_acc",
-                                float(torch.stack(corrects).sum()) / total)
+            self.history.record("train_acc", self._accuracy(outputs))
             self.history.record("train_samples", sum(sizes))
         self.history.record(prefix + "_batch_count", len(sizes))
 
@@ -253,17 +256,19 @@ class SknnNet(NeuralNetClassifier):
         """Whether batch losses wait on the device until the epoch ends."""
         return torch.device(self.device).type != "cpu"
 
-    def _correct(self, y_pred, batch):
-        """Correct predictions in a batch: a count, or the sum of the weights
-        of the correct samples (a 0-d tensor, left on the device)."""
-        X, y = batch
+    def _accuracy(self, outputs):
+        """Accuracy over an epoch's ``(y_pred, batch)`` pairs, weighted by the
+        batches' sample weights: one reduction per epoch, not per batch."""
+        y_pred = torch.cat([out for out, _ in outputs])
+        y = torch.cat([batch[1] for _, batch in outputs])
         if self.target_kind == "multiclass":
             correct = y_pred.argmax(dim=1) == y
         else:
             correct = ((y_pred > 0) == (y > 0.5)).all(dim=1)
-        if isinstance(X, Mapping):
-            return (correct * X["sample_weight"]).sum()
-        return correct.sum()
+        if isinstance(outputs[0][1][0], Mapping):
+            weight = torch.cat([batch[0]["sample_weight"] for _, batch in outputs])
+            return float((correct * weight).sum() / weight.sum())
+        return float(correct.sum()) / len(correct)
 
     def l2_penalty(self):
         """The L2 term the optimizer's weight decay stands for,
@@ -295,6 +300,13 @@ class SknnNet(NeuralNetClassifier):
                 return activate(module(X))
             return torch.cat([activate(module(X[i:i + PREDICT_BATCH_SIZE]))
                               for i in range(0, len(X), PREDICT_BATCH_SIZE)])
+
+
+def _on_device(x, device):
+    """Whether ``x`` is a tensor on ``device`` ('cuda' meaning any GPU index)."""
+    return (device is not None and isinstance(x, torch.Tensor)
+            and x.device.type == device.type
+            and (device.index is None or x.device.index == device.index))
 
 
 class _LastStepAccumulator:
