@@ -347,12 +347,36 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
 
         return SimpleNamespace(learning_rate=learning_rate(self.net_))
 
+    # ------------------------------------------------------------ pickling
+    def __getstate__(self):
+        """What a pickle (``joblib.dump``) holds: what prediction needs.
+
+        The net goes without its optimizer's state (Adam's moments are twice
+        the weights) and its per-batch history records, and ``coefs_`` and
+        ``intercepts_`` (copies of the weights) are rebuilt on load. A loaded
+        model predicts identically; ``partial_fit`` and a warm-started ``fit``
+        continue from its weights with a new optimizer. For an exact resume of
+        training, use skorch's ``Checkpoint`` and ``LoadInitState``.
+        """
+        # a copy: object.__getstate__ may hand back the instance's own dict
+        state = dict(super().__getstate__())
+        if "net_" in state:
+            from sknn._training import slim_copy
+
+            state["net_"] = slim_copy(state["net_"])
+            for derived in ("coefs_", "intercepts_"):
+                state.pop(derived, None)
+        return state
+
     def __setstate__(self, state):
         super().__setstate__(state)
-        # skorch maps the net's tensors; the estimator's device follows it
-        if "device_" in self.__dict__:
-            from sknn._parallel import map_location
+        if "net_" not in self.__dict__:
+            return
+        from sknn._parallel import map_location
+        from sknn._training import restore_slim
 
-            self.device_ = map_location(self.device_)
-            if hasattr(self, "net_"):
-                self.net_.device = self.device_
+        # skorch maps the net's tensors; the estimator's device follows it
+        self.device_ = map_location(self.device_)
+        self.net_.device = self.device_
+        restore_slim(self.net_)
+        self._set_layer_attributes()

@@ -341,6 +341,34 @@ class RestoreBestWeights(Callback):
     def on_train_end(self, net, **kwargs):
         if self.best_state_ is not None:
             net.module_.load_state_dict(self.best_state_)
+        # the copy served its purpose: the module holds those weights now
+        self.best_state_ = None
+
+
+def slim_copy(net):
+    """A shallow copy of ``net`` to pickle: without the optimizer's state
+    (re-created empty on load, :func:`restore_slim`), without the per-batch
+    history records, and with the module once (skorch pickles its ``module``
+    parameter, the same instance as ``module_``, a second time)."""
+    from skorch.history import History
+
+    slim = type(net).__new__(type(net))
+    slim.__dict__.update(net.__dict__)
+    slim.__dict__["optimizer_"] = None
+    if slim.__dict__.get("module") is net.module_:
+        slim.__dict__["module"] = None
+    slim.__dict__["history_"] = History(
+        {key: value for key, value in row.items() if key != "batches"}
+        for row in net.history)
+    return slim
+
+
+def restore_slim(net):
+    """Undo :func:`slim_copy` on a net just unpickled."""
+    if net.__dict__.get("module") is None:
+        net.__dict__["module"] = net.module_
+    if net.optimizer_ is None:
+        net.initialize_optimizer()
 
 
 # ----------------------------------------------------------------- policies
