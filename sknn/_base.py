@@ -338,7 +338,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
     @property
     def _no_improvement_count(self):
         # scikit-learn's private counter, which its own tests read
-        return dict(self.net_.callbacks_)["sklearn_stopping"].no_improvement_count_
+        stopping = dict(self.net_.callbacks_).get("sklearn_stopping")
+        if stopping is None:
+            raise AttributeError("no sklearn_stopping callback in this fit")
+        return stopping.no_improvement_count_
 
     @property
     def _optimizer(self):

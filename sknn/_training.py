@@ -468,31 +468,36 @@ def _callbacks(est):
     Beside skorch's defaults run thread tuning, the progress bar, the user's
     callbacks (copies: the parameter is never mutated), then scikit-learn's
     semantics, last so that every other callback sees the epoch at which they
-    stop training. A user callback named after a skorch default
-    (``("print_log", PrintLog())``) takes that default's place.
+    stop training. A user callback named after one of skorch's defaults
+    (``("print_log", PrintLog())``) or of sknn's own (``"thread_tuner"``,
+    ``"progress_bar"``, ``"sklearn_stopping"``...) takes its place, and
+    ``(name, None)`` removes it, as skorch's ``callbacks__<name>=None`` does.
     """
     defaults = _default_overrides()
-    user = []
-    for item in map(_copy_callback, est.callbacks or []):
-        if isinstance(item, tuple) and item[0] in defaults:
-            defaults[item[0]] = item[1]
-        else:
-            user.append(item)
-    first = [("thread_tuner", ThreadTuner())]
+    first = {"thread_tuner": ThreadTuner()}
     if est.early_stopping:
-        first.append(("sklearn_best_weights", RestoreBestWeights()))
+        first["sklearn_best_weights"] = RestoreBestWeights()
     if est.progress_bar:
-        first.append(("progress_bar", EpochProgressBar()))
-    last = []
+        first["progress_bar"] = EpochProgressBar()
+    last = {}
     if est.solver != "lbfgs":
         if est.solver == "sgd" and est.learning_rate == "invscaling":
-            last.append(("sklearn_invscaling", InvScalingLR(
-                est.learning_rate_init, est.power_t)))
-        last.append(("sklearn_stopping", NoImprovementStopping(
+            last["sklearn_invscaling"] = InvScalingLR(est.learning_rate_init,
+                                                      est.power_t)
+        last["sklearn_stopping"] = NoImprovementStopping(
             monitor="valid_acc" if est.early_stopping else "train_loss",
             tol=est.tol, n_iter_no_change=est.n_iter_no_change,
-            adaptive=est.solver == "sgd" and est.learning_rate == "adaptive")))
-    return {"callbacks": first + isolate_checkpoints(user) + last,
+            adaptive=est.solver == "sgd" and est.learning_rate == "adaptive")
+    user = []
+    for item in map(_copy_callback, est.callbacks or []):
+        name = item[0] if isinstance(item, tuple) else None
+        for named in (defaults, first, last):
+            if name in named:
+                named[name] = item[1]
+                break
+        else:
+            user.append(item)
+    return {"callbacks": [*first.items(), *isolate_checkpoints(user), *last.items()],
             **{f"callbacks__{name}": cb for name, cb in defaults.items()}}
 
 

@@ -446,3 +446,12 @@ def test_sgd_with_changing_rate_follows_sklearn_momentum(nesterov):
         sk.iteration_ends(t)
         set_lr(opt, 0.1 / (t + 1) ** 0.5)
     np.testing.assert_allclose(ours.detach().numpy(), theirs, rtol=1e-10)
+
+
+def test_sknn_callbacks_can_be_replaced_or_removed_by_name(data):
+    clf = fit("mlp", data, callbacks=[("thread_tuner", None),
+                                      ("sklearn_stopping", None)])
+    names = [name for name, _ in clf.net_.callbacks_]
+    assert "thread_tuner" not in names and "sklearn_stopping" not in names
+    assert "threads" not in clf.net_.history[-1]
+    assert clf.best_loss_ == min(clf.loss_curve_)
