@@ -3,7 +3,6 @@ whole Pipelines and searches, every target kind, layer and activation."""
 
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import onnx
@@ -12,7 +11,7 @@ import pytest
 from _pixel_scaler_stub import pixel_scaler
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -22,14 +21,10 @@ import sknn
 from sknn import CNNClassifier, MLPClassifierTorch
 from sknn._modules import ACTIVATIONS
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(autouse=True)
-def _no_convergence_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -239,8 +234,8 @@ def test_import_sknn_does_not_import_the_deployment_packages():
     code = ("import sys, sknn; "
             "print(sorted(m for m in ('onnx', 'skl2onnx', 'safetensors', "
             "'onnxruntime') if m in sys.modules)); "
-            "print(callable(sknn.to_onnx))")
+            "print(callable(sknn.to_onnx), callable(sknn.save), callable(sknn.load))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                          text=True, check=True).stdout.split("\n")
     assert out[0] == "[]"
-    assert out[1] == "True"
+    assert out[1] == "True True True"
