@@ -72,6 +72,7 @@ _BEFORE_REBUILD = ("target_encoder_", "classes_", "n_features_in_",
 _NOT_SAVED = {"net_", "device_", "coefs_", "intercepts_", "n_layers_"}
 _SAFETENSORS_KINDS = "biuf"
 _DTYPE_RE = re.compile(r"^[<>|=]?U\d+$")
+_ATTRIBUTE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$|^_[A-Za-z][A-Za-z0-9_]*$")
 
 
 class SafeFormatError(ValueError):
@@ -242,6 +243,10 @@ class _Writer:
                 f"these classes, whose state it knows: {known}. Save this model "
                 "with joblib.dump instead, if pickle is acceptable where it will "
                 "be loaded.")
+        if name == "sklearn.pipeline.Pipeline":
+            raise TypeError(
+                f"sknn.save saves one Pipeline, not a Pipeline nested in another "
+                f"(at {path}): flatten the steps into one Pipeline.")
         params = obj.get_params(deep=False)
         node = {"__object__": name}
         if name in _ESTIMATORS:
@@ -479,10 +484,13 @@ class _Reader:
         obj = cls(**self.params(cls, node, name))
         attributes = _expect(self.decode(node.get("attributes")), dict,
                              f"the fitted attributes of {name}")
+        for key in attributes:
+            # data only: never a name that would shadow a method or property
+            if not _ATTRIBUTE_RE.match(key) or hasattr(cls, key):
+                raise SafeFormatError(f"{name} cannot have an attribute {key!r}")
         if name in _ESTIMATORS:
             self.rebuild(obj, node, attributes)
         for key, value in attributes.items():
-            _expect(key, str, "an attribute name")
             setattr(obj, key, value)
         return obj
 

@@ -249,6 +249,9 @@ def test_unsupported_models_and_parameters_are_refused(raw_digits, path):
     seeded = mlp(max_iter=1, random_state=np.random.RandomState(0)).fit(X, y)
     with pytest.raises(TypeError, match="random_state to an int"):
         sknn.save(seeded, path)
+    nested = make_pipeline(make_pipeline(StandardScaler()), seeded)
+    with pytest.raises(TypeError, match="nested in another"):
+        sknn.save(nested, path)
     search = GridSearchCV(mlp(max_iter=1), {"alpha": [1e-4]}, cv=2).fit(X, y)
     with pytest.raises(TypeError, match="save its best_estimator_"):
         sknn.save(search, path)
@@ -295,12 +298,16 @@ def edit_document(text, edit):
     (lambda t: edit_document(t, lambda doc: doc["model"]["steps"][2][1][
         "attributes"].pop("target_encoder_")),
      r"the estimator lacks \['target_encoder_'\]"),
+    (lambda t: edit_document(t, lambda doc: doc["model"]["steps"][0][1][
+        "attributes"].__setitem__("transform", 1)),
+     "StandardScaler cannot have an attribute 'transform'"),
     (lambda t: t.replace('"format_version": 1', '"format_version": 99'),
      "format_version 99"),
     (lambda t: t[:-10], "is not valid JSON"),
     (lambda t: t.replace('"__tuple__"', '"__pickle__"', 1), "unknown tag"),
 ], ids=["os-system", "unknown-transformer", "extra-parameter", "wrong-shape",
-        "no-target-encoder", "future-version", "broken-json", "unknown-tag"])
+        "no-target-encoder", "shadowed-method", "future-version", "broken-json",
+        "unknown-tag"])
 def test_tampered_json_is_refused(pipe, path, edit, message):
     model, _, _ = pipe
     sknn.save(model, path)
