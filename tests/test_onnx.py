@@ -239,3 +239,14 @@ def test_import_sknn_does_not_import_the_deployment_packages():
                          text=True, check=True).stdout.split("\n")
     assert out[0] == "[]"
     assert out[1] == "True True True"
+
+
+@pytest.mark.gpu
+def test_gpu_fitted_model_exports(raw_digits):
+    X, y = raw_digits
+    images = X.reshape(-1, 8, 8) / 16.0
+    for model, data in [(make_pipeline(StandardScaler(), mlp(device="cuda")), X),
+                        (tiny_cnn(device="cuda", batch_norm=True), images)]:
+        model.fit(data, y)
+        _, proba = run(sknn.to_onnx(model, data[:1]), data)
+        np.testing.assert_allclose(proba, model.predict_proba(data), atol=1e-5)

@@ -356,3 +356,14 @@ def test_missing_extra_is_named(pipe, path, monkeypatch):
         sknn.save(model, path)
     with pytest.raises(ImportError, match=r"pip install 'sknn\[deploy\]'"):
         sknn.load(path)
+
+
+@pytest.mark.gpu
+def test_gpu_fitted_model_saves_and_loads_on_the_cpu(raw_digits, path):
+    X, y = raw_digits
+    model = mlp(device="cuda", batch_norm=True).fit(X, y)
+    sknn.save(model, path)
+    loaded = sknn.load(path)
+    assert loaded.device_ == "cpu" and loaded.device == "cuda"
+    np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X),
+                               atol=1e-5)
