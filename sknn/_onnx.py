@@ -89,7 +89,7 @@ def final_estimator(model):
     return model, last
 
 
-def to_onnx(model, X_sample, *, target_opset=None):
+def to_onnx(model, X_sample=None, *, target_opset=None):
     """Convert a fitted sknn classifier, or a Pipeline ending in one, to ONNX.
 
     Parameters
@@ -100,10 +100,10 @@ def to_onnx(model, X_sample, *, target_opset=None):
         ``MinMaxScaler``, ``PCA``, ... and ``sknn.preprocessing.PixelScaler``)
         ending in one; or a fitted ``GridSearchCV``/``RandomizedSearchCV``,
         whose ``best_estimator_`` is exported.
-    X_sample : array-like
+    X_sample : array-like, default=None
         A few rows of the input ``model.predict`` takes; only their width
         (and dtype, see Notes) is used. Images (3-D or 4-D) count as their
-        flattened rows.
+        flattened rows. None: float32 rows of the model's ``n_features_in_``.
     target_opset : int or dict, default=None
         ONNX opset(s), as skl2onnx takes them; default ``{'': 17,
         'ai.onnx.ml': 3}``.
@@ -157,6 +157,14 @@ def to_onnx(model, X_sample, *, target_opset=None):
     check_is_fitted(estimator)
     register_converters(type(estimator))
 
+    first = model.steps[0][1] if isinstance(model, Pipeline) else model
+    expected = getattr(model, "n_features_in_", None)
+    if X_sample is None:
+        if expected is None:
+            raise ValueError(
+                "The model does not record its input width (n_features_in_): "
+                "pass X_sample, a few rows of the data it predicts on.")
+        X_sample = np.zeros((1, expected), dtype=np.float32)
     X_sample = np.asarray(X_sample)
     if X_sample.ndim < 2:
         raise ValueError(
@@ -164,8 +172,6 @@ def to_onnx(model, X_sample, *, target_opset=None):
             f"images (n_samples, height, width[, channels]); got shape "
             f"{X_sample.shape}. Pass X[:1], not X[0].")
     n_features = int(np.prod(X_sample.shape[1:]))
-    first = model.steps[0][1] if isinstance(model, Pipeline) else model
-    expected = getattr(first, "n_features_in_", None)
     if expected is not None and expected != n_features:
         raise ValueError(
             f"X_sample has {n_features} features per row, but the model was "

@@ -71,6 +71,8 @@ def test_digits_pipeline_is_one_graph_that_agrees(raw_digits):
     X, y = raw_digits
     pipe = make_pipeline(StandardScaler(), mlp()).fit(X, y)
     onx, _, proba = assert_agrees(pipe, X)
+    # without a sample the input is float32 rows of n_features_in_: the same graph
+    assert sknn.to_onnx(pipe).graph.input == onx.graph.input
     assert [i.name for i in onx.graph.input] == ["X"]
     assert [o.name for o in onx.graph.output] == ["label", "probabilities"]
     ops = {node.op_type for node in onx.graph.node}
