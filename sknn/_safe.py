@@ -18,6 +18,7 @@ of the arrays, so a truncated, corrupted or edited file is refused as a whole.
 JSON values are tagged where JSON has no type of its own: ``{"__tuple__":
 [...]}``, ``{"__float__": "nan"}``, ``{"__scalar__": 3, "dtype": "int64"}``,
 ``{"__array__": key}`` (an array in the safetensors member),
+``{"__dtype__": "<f8"}`` (a numpy dtype),
 ``{"__strings__": [...], "dtype": "<U3", "shape": [...]}`` (an array of
 strings), ``{"__dict__": [[key, value], ...]}`` (a dict whose keys are not
 plain strings) and ``{"__object__": name, "params": {...}, "attributes":
@@ -64,14 +65,13 @@ SAFE_CLASSES = {
 }
 
 _ESTIMATORS = ("sknn.MLPClassifierTorch", "sknn.CNNClassifier")
-#: fitted attributes an estimator's ``_rebuild`` needs before it builds the net
-_BEFORE_REBUILD = ("target_encoder_", "classes_", "n_features_in_",
-                   "feature_names_in_", "input_shape_")
 #: fitted attributes that are not saved: the net is the weights, and
 #: ``_rebuild`` derives the rest from them
 _NOT_SAVED = {"net_", "device_", "coefs_", "intercepts_", "n_layers_"}
 _SAFETENSORS_KINDS = "biuf"
 _DTYPE_RE = re.compile(r"^[<>|=]?U\d+$")
+#: plain numpy dtypes (numbers, bools, strings, objects), e.g. an input dtype
+_DTYPE_NAME_RE = re.compile(r"^[<>|=]?([biufcSUO]\d*)$")
 _ATTRIBUTE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$|^_[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -281,6 +281,8 @@ class _Writer:
             return value
         if isinstance(value, float) and not isinstance(value, np.floating):
             return value if math.isfinite(value) else {"__float__": repr(value)}
+        if isinstance(value, np.dtype) and _DTYPE_NAME_RE.match(value.str):
+            return {"__dtype__": value.str}
         if isinstance(value, np.generic) and value.dtype.kind in _SAFETENSORS_KINDS:
             return {"__scalar__": self.encode(value.item(), path),
                     "dtype": value.dtype.str}
@@ -501,9 +503,10 @@ class _Reader:
         missing = {"target_encoder_", "classes_", "n_features_in_"} - set(attributes)
         if missing:
             raise SafeFormatError(f"the estimator lacks {sorted(missing)}")
-        for key in _BEFORE_REBUILD:
-            if key in attributes:
-                setattr(estimator, key, attributes[key])
+        # all fitted metadata first (input shape, target encoding, input dtype
+        # ...): _rebuild builds the net from it and derives the rest
+        for key, value in attributes.items():
+            setattr(estimator, key, value)
         prefix = _expect(node.get("module"), str, "the weights' key prefix")
         state = {}
         for key, array in self.arrays.items():
@@ -543,6 +546,11 @@ class _Reader:
             if dtype.kind not in _SAFETENSORS_KINDS:
                 raise SafeFormatError(f"bad scalar dtype {dtype}")
             return dtype.type(self.decode(value["__scalar__"]))
+        if _is_tagged(value, "__dtype__"):
+            text = _expect(value["__dtype__"], str, "a dtype")
+            if not _DTYPE_NAME_RE.match(text):
+                raise SafeFormatError(f"bad dtype {text!r}")
+            return np.dtype(text)
         if _is_tagged(value, "__array__"):
             key = value["__array__"]
             if key not in self.arrays:

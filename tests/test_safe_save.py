@@ -96,6 +96,7 @@ def assert_same_model(loaded, model, X):
         assert repr(getattr(estimator, name)) == repr(getattr(original, name)), name
     for a, b in zip(estimator.coefs_, original.coefs_):
         np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
 
 
 def test_pipeline_round_trip_runs_no_pickle(pipe, path, monkeypatch):
@@ -123,6 +124,33 @@ def test_file_is_a_zip_of_json_and_safetensors(pipe, path):
     # no optimizer state: the weights, batch-norm statistics, scaler and PCA
     n_weights = sum(t.numel() for t in model["clf"].net_.module_.state_dict().values())
     assert sum(a.size for a in arrays.values()) < n_weights + 5 * 64 + 20 * 64 + 100
+
+
+def test_every_json_tag_round_trips_its_type():
+    from sknn._safe import _Reader, _Writer
+
+    value = {
+        "tuple": (1, (2.5, "a"), None), "list": [True, False],
+        "nan": float("nan"), "inf": float("-inf"), "int64": np.int64(7),
+        "float32": np.float32(0.1), "bool": np.bool_(True),
+        "dtype": np.dtype("float64"), "unicode": np.array(["ab", "c"]),
+        "objects": np.array(["x", "yz"], dtype=object),
+        "uint8": np.arange(6, dtype=np.uint8).reshape(2, 3),
+        "int-keys": {0: 1.0, 3: 2.0}, "__dunder": 1,
+    }
+    writer = _Writer()
+    document = json.loads(json.dumps(writer.encode(value, "v"), allow_nan=False))
+    decoded = _Reader(writer.arrays).decode(document)
+    assert decoded.keys() == value.keys()
+    for key, original in value.items():
+        got = decoded[key]
+        assert type(got) is type(original), key
+        if isinstance(original, np.ndarray):
+            assert got.dtype == original.dtype and got.shape == original.shape
+            np.testing.assert_array_equal(got, original)
+        elif key != "nan":
+            assert got == original, key
+    assert np.isnan(decoded["nan"])
 
 
 def test_dataframe_feature_names_and_early_stopping_history(raw_digits, path,
