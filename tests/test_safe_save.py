@@ -119,8 +119,9 @@ def test_file_is_a_zip_of_json_and_safetensors(pipe, path):
         arrays = load_safetensors(archive.read("arrays.safetensors"))
     assert document["format"] == "sknn-safe"
     assert document["model"]["steps"][2][1]["__object__"] == "sknn.MLPClassifierTorch"
-    weight = model["clf"].net_.module_[0].weight.detach().numpy()
-    np.testing.assert_array_equal(arrays["model/steps/2/module/0.weight"], weight)
+    for key, tensor in model["clf"].net_.module_.state_dict().items():
+        np.testing.assert_array_equal(arrays[f"model/steps/2/module/{key}"],
+                                      tensor.numpy())
     # no optimizer state: the weights, batch-norm statistics, scaler and PCA
     n_weights = sum(t.numel() for t in model["clf"].net_.module_.state_dict().values())
     assert sum(a.size for a in arrays.values()) < n_weights + 5 * 64 + 20 * 64 + 100
