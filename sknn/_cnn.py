@@ -56,12 +56,31 @@ class CNNClassifier(BaseTorchClassifier):
         - any other 2-D X: each row is a one-row signal of shape
           ``(1, n_features, 1)``; convolutions and pooling run along the row.
 
-    padding : {'same', 'valid'}, default='same'
-        'same' zero-pads the convolutions and rounds pooled sizes up, as
-        Keras' ``padding='same'``: images of any size, down to 1x1 and the 8x8
-        digits, stay valid through any stack. 'valid' uses neither padding nor
-        rounding up (Keras' default); images too small for the stack are a
-        ValueError that names the smallest valid input size.
+    padding : {'auto', 'same', 'valid'}, default='auto'
+        How the convolutions and pooling treat the image borders:
+
+        - 'valid': neither padding nor rounding up, as Keras' default
+          ``padding='valid'``: each 3x3 convolution takes 2 off the height and
+          the width, each 2x2 pooling halves them, rounding down. Images too
+          small for the stack are a ValueError that names the smallest valid
+          input size.
+        - 'same': zero-pads the convolutions and rounds pooled sizes up, as
+          Keras' ``padding='same'``: images of any size, down to 1x1, stay
+          valid through any stack, at the cost of larger feature maps (on
+          28x28 MNIST the default stack does about twice the multiply-adds of
+          'valid').
+        - 'auto': 'valid' when the whole stack fits the images without
+          padding with room to spare, that is when 'valid' leaves a feature
+          map of at least 2x2 after the last block (every convolution and
+          pooling window then fits inside its input along both axes, and the
+          last convolution still slides); 'same' otherwise. It is decided at
+          each fit that builds the network, from ``input_shape_``, and
+          ``padding_`` holds the result. With the default stack, 28x28 MNIST
+          gets 'valid', the Keras tutorials' network (93,322 parameters for 10
+          classes); images smaller than 22x22, such as scikit-learn's 8x8
+          digits, and one-row signals get 'same'. A 1x1 last feature map is
+          left to 'same' because 'valid' then lost accuracy (0.94 against
+          0.97 on the 8x8 digits with ``conv_filters=(16, 32)``).
 
     pool_last : bool, default=False
         Also pool after the last convolution block (VGG style).
@@ -93,6 +112,10 @@ class CNNClassifier(BaseTorchClassifier):
     input_shape_ : tuple of int
         ``(height, width, channels)`` of the images the network was built for.
 
+    padding_ : {'same', 'valid'}
+        The padding the network uses: ``padding`` itself, or what 'auto'
+        resolved to for ``input_shape_``.
+
     n_layers_ : int
         Number of layers with weights (convolutions and dense layers), plus
         one for the input.
@@ -109,7 +132,10 @@ class CNNClassifier(BaseTorchClassifier):
     dropout when ``dropout > 0``; then the flattened feature map goes through
     the hidden dense layers (each with optional batch normalization, the
     activation and dropout) to the output layer. The default is the Keras CNN
-    tutorial's net: Conv32-Pool-Conv64-Pool-Conv64-Dense64-output.
+    tutorial's net: Conv32-Pool-Conv64-Pool-Conv64-Dense64-output, with
+    'valid' 3x3 convolutions on images of at least 22x22 (``padding='auto'``);
+    on 28x28x1 MNIST with 10 classes it has the Keras model's 93,322
+    parameters.
 
     ``uint8`` input is read as pixel intensities in [0, 255] and divided by
     255, as torchvision's ``ToTensor`` does, at fit and at predict time; input
@@ -143,7 +169,7 @@ class CNNClassifier(BaseTorchClassifier):
         "pool_size": [Interval(Integral, 1, None, closed="left"), "array-like"],
         "dense_layer_sizes": ["array-like"],
         "input_shape": ["array-like", None],
-        "padding": [StrOptions({"same", "valid"})],
+        "padding": [StrOptions({"auto", "same", "valid"})],
         "pool_last": ["boolean"],
         "augment": [dict, None],
     }
@@ -157,7 +183,7 @@ class CNNClassifier(BaseTorchClassifier):
         activation="relu",
         *,
         input_shape=None,
-        padding="same",
+        padding="auto",
         pool_last=False,
         augment=None,
         solver="adam",
@@ -365,6 +391,9 @@ class CNNClassifier(BaseTorchClassifier):
             pool_size=self._window("pool_size"), padding=self.padding,
             pool_last=self.pool_last, activation=self.activation,
             dropout=self.dropout, batch_norm=self.batch_norm)
+        # set wherever the module is built (fit, and loaders' _rebuild), so it
+        # always describes net_
+        self.padding_ = module.padding
         module = init_weights(module, self.weight_init, self.activation)
         if torch.device(self.device_).type == "cpu":
             # kernels in the layout of the channels_last input (see
