@@ -87,7 +87,7 @@ def load_mnist(path):
     >>> X_test.shape, X_test.dtype  # doctest: +SKIP
     ((10000, 28, 28), dtype('uint8'))
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(
             f"load_mnist: {str(path)!r} does not exist. Pass Keras' mnist.npz or "
@@ -163,7 +163,8 @@ def load_digits_or_mnist(path=None, *, return_X_y=False):
                       target=digits.target, max_value=16.0,
                       source="scikit-learn digits")
     else:
-        if not Path(path).exists():
+        path = Path(path).expanduser()
+        if not path.exists():
             raise FileNotFoundError(
                 f"load_digits_or_mnist: {os.fspath(path)!r} (from {origin}) does "
                 "not exist. Give Keras' mnist.npz or a folder of the MNIST IDX "
@@ -338,7 +339,7 @@ def image_files(root):
         Image files (suffix in ``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, any
         case), sorted by class name and then by file name.
     """
-    root = Path(root)
+    root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
             f"load_image_folder: {str(root)!r} is not a folder. Expected "
@@ -561,7 +562,7 @@ def load_csv(path, target="label", *, header="infer"):
     """
     import pandas as pd
 
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{os.fspath(path)!r}: no such CSV file")
     if header not in ("infer", True, False):

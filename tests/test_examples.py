@@ -44,6 +44,16 @@ def test_examples_folder_is_a_gallery():
         assert "# %%" in source, f"{script.name} has no '# %%' cells"
 
 
+def test_examples_get_their_digits_from_the_public_loader():
+    """One loader, never a development path or a copy of its logic."""
+    for script in SCRIPTS:
+        source = script.read_text()
+        for banned in ("load_mnist(", "shared", "SKNN_MNIST_DIR", "__file__"):
+            assert banned not in source, f"{script.name} uses {banned!r}"
+        if "mnist" in source.lower():  # MNIST where at hand: the one loader
+            assert "load_digits_or_mnist()" in source, script.name
+
+
 def _run(script, folder):
     env = dict(os.environ, SKNN_EXAMPLE_TINY="1", MPLBACKEND="Agg",
                PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")

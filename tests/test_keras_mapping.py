@@ -199,7 +199,7 @@ def test_validation_split_and_early_stopping(digits):
     common = dict(hidden_layer_sizes=(32,), learning_rate_init=0.01,
                   early_stopping=True, validation_fraction=0.2, tol=1e-4,
                   max_iter=40, random_state=0, device="cpu")
-    full = MLPClassifierTorch(n_iter_no_change=1000, **common).fit(X, y)
+    full = MLPClassifierTorch(n_iter_no_change=np.inf, **common).fit(X, y)
     history = full.net_.history
     assert all(row["valid_samples"] == 60 for row in history)
     assert all("val_loss" in row and "val_accuracy" in row for row in full.history_)
