@@ -49,7 +49,8 @@ myst_heading_anchors = 3
 # ------------------------------------------------------------------- theme
 html_theme = "pydata_sphinx_theme"
 html_title = f"sknn {release}"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["sknn.css"]
 html_show_sourcelink = False
 html_theme_options = {
     "navbar_align": "left",
@@ -104,5 +105,29 @@ def _escape_type_underscores(app, what, name, obj, options, lines):
             lines[i] = f"{head} : {escaped}"
 
 
+_TINY_NOTE = """
+.. note::
+
+   This page was built with ``SKNN_EXAMPLE_TINY=1``: the script ran on a few
+   hundred samples for one to three epochs, so the printed accuracies and the
+   curves show a quick run, not the tutorial's results. The text gives the
+   full run's figures; run the script to reproduce them.
+"""
+
+
+def _note_tiny_runs(app, docname, source):
+    """Say on each gallery page when its output comes from a tiny run."""
+    if (os.environ.get("SKNN_EXAMPLE_TINY") != "1"
+            or not docname.startswith("auto_examples/plot_")):
+        return
+    text = source[0]
+    # after the page title, which has an overline and an underline of '='
+    match = re.search(r"^=+\n[^\n]+\n=+\n", text, flags=re.MULTILINE)
+    if match:
+        cut = match.end()
+        source[0] = text[:cut] + _TINY_NOTE + text[cut:]
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _escape_type_underscores, priority=100)
+    app.connect("source-read", _note_tiny_runs)

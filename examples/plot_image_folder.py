@@ -13,11 +13,15 @@ the same settings, translated where the two libraries differ (see
 :ref:`keras`):
 
 - ``SGD()`` has no momentum, while scikit-learn's ``solver='sgd'`` defaults
-  to ``momentum=0.9`` with Nesterov: ``momentum=0.0``. With the default
-  momentum this recipe's loss climbs instead of falling.
+  to ``momentum=0.9`` with Nesterov: ``momentum=0.0``.
 - Keras' ``l2(0.01)`` adds ``0.01 * ||W||^2`` to each batch's loss;
   scikit-learn's ``alpha`` is divided by the batch size: ``alpha = 2 * 0.01 *
   32 = 0.64``.
+
+Run in full (900 images, 40 epochs, about a minute on two cores), this
+reaches a test accuracy of 0.95 (0.88 to 0.96 over five values of
+``random_state``); the earlier, literal translation (``alpha=0.01`` and the
+default momentum) reached 0.70 on these images.
 
 The script draws its own three-class data set (circles, squares and
 triangles of random size, position and colour) into a temporary folder.
@@ -105,8 +109,10 @@ print(classification_report(y_test, model.predict(X_test), zero_division=0))
 # %%
 # Learning curves
 # ---------------
-# The loss includes the L2 term, as Keras' does: with ``alpha=0.64`` on three
-# million weights it starts high and falls as the weights shrink.
+# The training loss includes the L2 term, as Keras' does: with ``alpha=0.64``
+# on three million weights it starts high and falls as the weights shrink.
+# The validation loss is the cross-entropy alone (Keras adds the L2 term to
+# ``val_loss`` too), hence the gap between the two curves.
 plot_history(model)
 plt.show()
 workdir.cleanup()
