@@ -61,8 +61,10 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-# no page-level sidebar on the landing and reference pages
-html_sidebars = {"index": [], "changelog": []}
+# the left sidebar lists a section's pages: the single pages have none
+html_sidebars = {page: [] for page in (
+    "index", "getting_started", "keras", "user_guide", "benchmarks",
+    "benchmarks_cnn", "parallel", "changelog")}
 
 # --------------------------------------------------------- sphinx-gallery
 sphinx_gallery_conf = {
@@ -110,8 +112,8 @@ _TINY_NOTE = """
 
    This page was built with ``SKNN_EXAMPLE_TINY=1``: the script ran on a few
    hundred samples for one to three epochs, so the printed accuracies and the
-   curves show a quick run, not the tutorial's results. The text gives the
-   full run's figures; run the script to reproduce them.
+   curves show a quick run, not the tutorial's results: run the script
+   (without ``SKNN_EXAMPLE_TINY``) for those.
 """
 
 

@@ -32,9 +32,12 @@ TINY = os.environ.get("SKNN_EXAMPLE_TINY") == "1"
 
 data = load_digits_or_mnist()
 X, y = data.images, data.target
+# 3,000 images to search on and 2,000 to test (the digits have 1,797: 60/40)
+n_train, n_test = (200, 100) if TINY else (3000, 2000)
+if n_train + n_test > len(X):
+    n_train, n_test = int(0.6 * len(X)), len(X) - int(0.6 * len(X))
 X, X_test, y, y_test = train_test_split(
-    X, y, train_size=200 if TINY else 3000, test_size=100 if TINY else 2000,
-    stratify=y, random_state=0)
+    X, y, train_size=n_train, test_size=n_test, stratify=y, random_state=0)
 
 # %%
 # The search

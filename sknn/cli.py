@@ -20,7 +20,9 @@ status 2. Ctrl-C ends with status 130 and saves nothing.
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -574,15 +576,37 @@ def build_pipeline(args, data):
 
 
 def _fit_interruptibly(model, X, y):
-    """Fit; Ctrl-C (which the estimator catches to keep the model, as
-    scikit-learn does) becomes :class:`TrainingInterrupted` here."""
+    """Fit; Ctrl-C becomes :class:`TrainingInterrupted`, whatever it left.
+
+    The estimators catch a Ctrl-C to keep the model trained so far, as
+    scikit-learn does, and warn; a Ctrl-C in the middle of an epoch can also
+    surface as another error on the way out of ``fit``. The command saves
+    nothing either way, so it notes the signal itself.
+    """
     from sklearn.exceptions import ConvergenceWarning
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.fit(X, y)
+    pressed = []
+
+    def on_sigint(signum, frame):
+        pressed.append(signum)
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(X, y)
+    except Exception as exc:
+        if pressed:
+            raise TrainingInterrupted("during training") from exc
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
     clf = model[-1]
-    interrupted = getattr(getattr(clf, "net_", None), "interrupted_", False)
+    interrupted = bool(pressed) or getattr(getattr(clf, "net_", None),
+                                           "interrupted_", False)
     for w in caught:
         if "interrupted by user" in str(w.message).lower():
             interrupted = True
@@ -590,8 +614,8 @@ def _fit_interruptibly(model, X, y):
             # the progress bar and the summary line say that all epochs ran
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if interrupted:
-        raise TrainingInterrupted(f"interrupted after {clf.n_iter_} epoch"
-                                  f"{'s' if clf.n_iter_ != 1 else ''}")
+        n = getattr(clf, "n_iter_", 0)
+        raise TrainingInterrupted(f"after {n} epoch{'s' if n != 1 else ''}")
 
 
 def _stop_summary(clf, epochs, seconds):
@@ -737,6 +761,14 @@ def _predict_images(model, spec, paths, invert):
             f"{str(paths[0])!r}: this model was trained on CSV columns "
             f"{names[:5]}{'...' if len(names) > 5 else ''}, not images; pass a "
             "CSV file")
+    if spec["image_shape"] is None:
+        side = int(round(spec["n_features"] ** 0.5))
+        if side * side != spec["n_features"]:
+            raise InputError(
+                f"{str(paths[0])!r}: this model's PixelScaler was fitted on flat "
+                f"rows of {spec['n_features']} values, so its image size is "
+                "unknown; pass the pixels as CSV rows")
+        spec = dict(spec, image_shape=(side, side, 1))
     height, width, channels = spec["image_shape"]
     rows = []
     for path in paths:

@@ -497,8 +497,9 @@ def test_bad_input_as_a_command(case, bad_input_runs, bad_input_dir):
 
 def test_ctrl_c_saves_nothing(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sknn", "train", "--epochs", "2000", "--hidden",
-         "64", "--no-progress", "--out", "m.joblib"], cwd=tmp_path,
+        [sys.executable, "-m", "sknn", "train", "--epochs", "100000", "--patience",
+         "100000", "--hidden", "64", "--no-progress", "--out", "m.joblib"],
+        cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for line in proc.stdout:  # wait until training has begun
@@ -562,3 +563,26 @@ def test_dump_and_load_errors(tmp_path):
     (tmp_path / "junk").write_bytes(b"\x00junk")
     with pytest.raises(ValueError, match="not a saved sknn model"):
         load(tmp_path / "junk")
+
+
+def test_predict_with_a_python_pipeline_fitted_on_flat_rows(digits, tmp_path):
+    """A Pipeline made in Python from flat rows still predicts image files
+    (square images are assumed) and says so when it cannot."""
+    from sknn import MLPClassifierTorch as MLP
+
+    model = Pipeline([("pixels", PixelScaler(16.0)), ("clf", MLP(
+        hidden_layer_sizes=(16,), max_iter=2, random_state=0, device="cpu"))])
+    model.fit(digits.data[:200], digits.target[:200])
+    dump(model, tmp_path / "flat.joblib")
+    png = tmp_path / "d.png"
+    _digit_png(png, digits.images[0])
+    status, stdout, _ = _run_main(["predict", "--model", tmp_path / "flat.joblib",
+                                   png])
+    assert status == 0 and stdout.startswith(str(png))
+    model = Pipeline([("pixels", PixelScaler(16.0)), ("clf", MLP(
+        hidden_layer_sizes=(16,), max_iter=2, random_state=0, device="cpu"))])
+    model.fit(digits.data[:200, :60], digits.target[:200])
+    dump(model, tmp_path / "odd.joblib")
+    status, _, stderr = _run_main(["predict", "--model", tmp_path / "odd.joblib",
+                                   png])
+    assert status == 2 and "image size is unknown" in stderr
