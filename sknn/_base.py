@@ -1,56 +1,44 @@
-"""BaseTorchClassifier: what MLPClassifierTorch and CNNClassifier share.
+"""BaseTorchClassifier: the scikit-learn contract MLPClassifierTorch and
+CNNClassifier share.
 
 Parameters and their constraints, ``fit``/``partial_fit``/``predict*``/``score``,
-tags, scikit-learn's fitted attributes, and the assembly of the skorch net kept
-as ``net_``. Subclasses provide ``_build_module`` and, for images, the input
-layout hooks ``_flatten_X`` and ``_input_tensor``.
+tags, the encoding of targets and weights, and scikit-learn's private
+attributes that its own tests read. Training is one call into
+``sknn._training``. torch and skorch are imported when a model is fitted,
+predicts or is loaded, not with the class: ``get_params``, ``clone`` and
+``repr`` need neither.
+
+Subclasses provide ``_build_module`` and, for images, the input layout hooks
+``_flatten_X``, ``_input_tensor``, ``_batch_transform`` and ``_batch_work``.
 """
 
-import copy
+import math
 import warnings
-from contextlib import contextmanager
 from numbers import Integral, Real
+from types import SimpleNamespace
 
 import numpy as np
-import torch
 from scipy import sparse
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import _check_partial_fit_first_call, unique_labels
 from sklearn.utils.validation import (
     _check_sample_weight,
     check_is_fitted,
     validate_data,
 )
 
-from sknn._callbacks import InvScalingLR, NoImprovementStopping, SklearnPrintLog
-from sknn._data import (
-    TensorDataset,
-    as_float32_tensor,
-    as_target_tensor,
-    combined_sample_weight,
-)
-from sknn._modules import ACTIVATIONS, WEIGHT_INITS
-from sknn._net import TensorNet, TrainValid
-from sknn._parallel import (
-    fit_threads,
-    isolate_checkpoints,
-    map_location,
-    resolve_device,
-)
-from sknn._targets import TargetEncoder
-
-_MAX_SEED = np.iinfo(np.int32).max
+from sknn import _options
+from sknn._targets import TargetEncoder, sample_weights
 
 
 class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
     """Shared machinery of the sknn classifiers. Not for direct use."""
 
     _parameter_constraints: dict = {
-        "activation": [StrOptions(set(ACTIVATIONS))],
-        "solver": [StrOptions({"adam", "sgd", "lbfgs"})],
+        "activation": [StrOptions(set(_options.ACTIVATIONS))],
+        "solver": [StrOptions(set(_options.SOLVERS))],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [
             StrOptions({"auto"}),
@@ -79,9 +67,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
-        "weight_init": [StrOptions(set(WEIGHT_INITS))],
+        "weight_init": [StrOptions(set(_options.WEIGHT_INITS))],
         "class_weight": [StrOptions({"balanced"}), dict, None],
         "device": [str],
+        "precision": [StrOptions(set(_options.PRECISIONS))],
         "callbacks": [list, tuple, None],
         "progress_bar": ["boolean"],
     }
@@ -96,28 +85,41 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         return X
 
     def _input_tensor(self, X, device):
-        """The validated 2-D float32 array X as the module's input tensor."""
+        """The validated 2-D float array X as the module's input tensor."""
+        from sknn._data import as_float32_tensor
+
         return as_float32_tensor(X, device)
 
     def _batch_transform(self):
         """A callable applied to training batches (augmentation), or None."""
         return None
 
-    # ------------------------------------------------------------------ helpers
+    def _batch_work(self, batch_size):
+        """Rough multiply-accumulates of one training batch (forward pass)."""
+        return batch_size * sum(p.numel() for p in self.net_.module_.parameters())
+
+    def _set_layer_attributes(self):
+        """Architecture attributes (``coefs_``, ``n_layers_``...) from ``net_``."""
+
+    # ---------------------------------------------------------------- data
     def _validate_X(self, X, reset=False):
-        """Validated 2-D float32 X for prediction: the one place it is checked."""
+        """Validated 2-D float X for prediction: the one place it is checked."""
         X = self._flatten_X(X, reset)
         if not reset and self._is_valid_predict_array(X):
             return X
-        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=np.float32,
-                          reset=reset)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"],
+                          dtype=(np.float32, np.float64), reset=reset)
         return X.toarray() if sparse.issparse(X) else X
 
     def _validate_Xy(self, X, y, reset):
-        """Validated 2-D float32 X and y for fitting."""
+        """Validated 2-D float X (float32, or float64 as given) and y."""
         X = self._flatten_X(X, reset)
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"],
-                             dtype=np.float32, multi_output=True, reset=reset)
+                             dtype=(np.float32, np.float64), multi_output=True,
+                             reset=reset)
+        if reset:
+            # scikit-learn's coefs_ follow the dtype of X; training is float32
+            self._input_dtype = X.dtype
         return (X.toarray() if sparse.issparse(X) else X), y
 
     def _is_valid_predict_array(self, X):
@@ -132,16 +134,12 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         return (
             type(X) is np.ndarray
             and X.ndim == 2
-            and X.dtype in (np.float32, np.float64)
+            and X.dtype.char in "fd"
             and X.shape[0] > 0
             and X.shape[1] == self.n_features_in_
             and not hasattr(self, "feature_names_in_")
-            and bool(np.isfinite(X.sum()))
+            and math.isfinite(X.sum())
         )
-
-    def _batch_work(self, batch_size):
-        """Rough multiply-accumulates of one training batch (forward pass)."""
-        return batch_size * sum(p.numel() for p in self.net_.module_.parameters())
 
     def _batch_size(self, n_samples):
         if self.batch_size == "auto":
@@ -153,134 +151,30 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             )
         return int(np.clip(self.batch_size, 1, n_samples))
 
-    def _optimizer(self, batch_weight):
-        """(optimizer class, its keyword arguments) for the ``solver``.
-
-        ``batch_weight`` is the total sample weight of a full batch.
-        """
-        # scikit-learn's penalty is 0.5 * alpha * ||W||^2 / (sum of the batch's
-        # sample weights), added to the weighted mean batch loss: the
-        # optimizer's L2 weight decay, on weights only.
-        decay = self.alpha / batch_weight
-        fused = {"fused": True} if self._fused_ok() else {}
-        if self.solver == "adam":
-            return torch.optim.Adam, dict(
-                lr=self.learning_rate_init, betas=(self.beta_1, self.beta_2),
-                eps=self.epsilon, weight_decay=decay, **fused)
-        if self.solver == "sgd":
-            return torch.optim.SGD, dict(
-                lr=self.learning_rate_init, momentum=self.momentum,
-                nesterov=bool(self.nesterovs_momentum and self.momentum > 0),
-                weight_decay=decay, **fused)
-        return torch.optim.LBFGS, dict(
-            lr=1.0, max_iter=self.max_iter, max_eval=self.max_fun,
-            tolerance_grad=self.tol, tolerance_change=0.0, history_size=10,
-            line_search_fn="strong_wolfe", weight_decay=decay)
-
-    def _fused_ok(self):
-        # fused Adam/SGD kernels exist for CPU and CUDA from torch 2.4 on
-        major, minor = (int(v) for v in torch.__version__.split(".")[:2])
-        return (major, minor) >= (2, 4) and torch.device(self.device_).type in (
-            "cpu", "cuda")
-
-    def _callbacks_for_fit(self):
-        if self.solver == "lbfgs":
-            own = []
-        else:
-            own = [("sklearn_stopping", NoImprovementStopping(
-                monitor="valid_acc" if self.early_stopping else "train_loss",
-                tol=self.tol, n_iter_no_change=self.n_iter_no_change,
-                adaptive=self.solver == "sgd" and self.learning_rate == "adaptive",
-                restore_best=self.early_stopping))]
-            if self.solver == "sgd" and self.learning_rate == "invscaling":
-                own.append(("invscaling", InvScalingLR(
-                    self.learning_rate_init, self.power_t)))
-        own.append(("sklearn_print_log", SklearnPrintLog()))
-        if self.progress_bar:
-            from skorch.callbacks import ProgressBar
-
-            own.append(("progress_bar", ProgressBar()))
-        # the user's callbacks are parameters: train copies, never the originals
-        return own + isolate_checkpoints(list(copy.deepcopy(self.callbacks or [])))
-
-    def _optimizer_and_penalty(self, batch_weight):
-        """(optimizer class, its kwargs, the L2 coefficient the loss adds)."""
-        optimizer, opt_kwargs = self._optimizer(batch_weight)
-        penalty = 0.0
-        if optimizer is torch.optim.LBFGS:
-            # L-BFGS takes no parameter groups: the L2 term goes into the loss
-            penalty = opt_kwargs.pop("weight_decay")
-        return optimizer, opt_kwargs, penalty
-
-    def _new_net(self, n_features, batch_size, batch_weight):
-        encoder = self.target_encoder_
-        optimizer, opt_kwargs, penalty = self._optimizer_and_penalty(batch_weight)
-        criterion = (torch.nn.CrossEntropyLoss if encoder.loss_family == "ce"
-                     else torch.nn.BCEWithLogitsLoss)
-        net = TensorNet(
-            self._build_module(n_features, encoder.n_outputs_),
-            criterion=criterion,
-            criterion__reduction="none",
-            optimizer=optimizer,
-            loss_family=encoder.loss_family,
-            penalty_in_loss=penalty,
-            batch_transform=self._batch_transform(),
-            max_epochs=self.max_iter,
-            batch_size=batch_size,
-            iterator_train__shuffle=self.shuffle,
-            train_split=None,
-            callbacks=self._callbacks_for_fit(),
-            device=self.device_,
-            warm_start=True,
-            verbose=self.verbose,
-            **{f"optimizer__{k}": v for k, v in opt_kwargs.items()},
-        )
-        return net.initialize()
-
-    def _encode_targets(self, y, incremental, classes):
-        first = not hasattr(self, "target_encoder_") or (
-            not self.warm_start and not incremental)
-        if first:
-            if incremental and classes is None and np.ndim(y) == 1:
-                raise ValueError(
-                    "classes must be passed on the first call to partial_fit.")
+    def _encode_targets(self, y, incremental, first_call):
+        """y encoded for the loss; ``classes_`` learnt, or checked against the
+        previous call's, as scikit-learn's MLP does."""
+        if (first_call or not hasattr(self, "target_encoder_")
+                or (not self.warm_start and not incremental)):
+            classes = self.classes_ if first_call else None
             self.target_encoder_ = TargetEncoder(classes=classes).fit(y)
             self.classes_ = self.target_encoder_.classes_
-        elif self.warm_start and not incremental and np.ndim(y) == 1:
-            seen = np.unique(y)
-            if set(seen) != set(self.classes_):
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same "
+                        "classes as in the previous call to fit. Previously got "
+                        f"{self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(
-                    "warm_start can only be used where `y` has the same classes as "
-                    f"in the previous call to fit. Previously got {self.classes_}, "
-                    f"`y` has {seen}"
-                )
+                    "`y` has classes not in `self.classes_`. `self.classes_` has "
+                    f"{self.classes_}. 'y' has {classes}.")
         return self.target_encoder_.transform(y)
 
-    def _datasets(self, X, y_enc, weight, random_state):
-        """Device tensors, split into training and validation when early
-        stopping asks for a validation set."""
-        device = self.device_
-        data = TensorDataset(
-            self._input_tensor(X, device), as_target_tensor(y_enc, device),
-            None if weight is None else torch.from_numpy(weight).to(device))
-        if not self.early_stopping:
-            return data, None
-        n = len(data)
-        n_valid = int(np.ceil(self.validation_fraction * n))
-        if n_valid < 2 or n - n_valid < 1:
-            raise ValueError(
-                "The validation set is too small. Increase 'validation_fraction' "
-                "or the size of your dataset."
-            )
-        stratify = y_enc if np.ndim(y_enc) == 1 else (
-            y_enc.ravel() if self.target_encoder_.kind_ == "binary" else None)
-        train_idx, valid_idx = train_test_split(
-            np.arange(n), test_size=n_valid, random_state=random_state,
-            stratify=stratify)
-        return (data.subset(torch.from_numpy(train_idx).to(device)),
-                data.subset(torch.from_numpy(valid_idx).to(device)))
-
     # ---------------------------------------------------------------- training
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Fit the model to data matrix X and targets y.
 
@@ -298,11 +192,21 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        self._validate_params()
         return self._fit(X, y, sample_weight, incremental=False)
 
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
+    def _check_solver(self):
+        if self.solver not in _options.STOCHASTIC_SOLVERS:
+            raise AttributeError(
+                "partial_fit is only available for stochastic optimizers. "
+                f"{self.solver!r} is not stochastic.")
+        return True
+
+    @available_if(_check_solver)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """Update the model with a single epoch over the given data.
+
+        Only for the stochastic solvers ('adam' and 'sgd').
 
         Parameters
         ----------
@@ -310,127 +214,37 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             The input data.
         y : array-like of shape (n_samples,) or (n_samples, n_classes)
             The targets.
-        classes : array of shape (n_classes,), default=None
-            All classes across calls; required on the first call for 1-D y.
         sample_weight : array-like of shape (n_samples,), default=None
             Weight of each sample in the loss.
+        classes : array of shape (n_classes,), default=None
+            Classes across all calls to partial_fit, as ``np.unique(y_all)``.
+            Required on the first call, optional afterwards; ``y`` need not
+            show every class.
 
         Returns
         -------
         self : object
             The updated estimator.
         """
-        if not hasattr(self, "net_"):
-            self._validate_params()
-        if self.solver == "lbfgs":
-            raise AttributeError(
-                "partial_fit is only available for stochastic optimizers. "
-                f"{self.solver!r} is not stochastic.")
-        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        first_call = _check_partial_fit_first_call(self, classes)
+        return self._fit(X, y, sample_weight, incremental=True,
+                         first_call=first_call)
 
-    def _fit(self, X, y, sample_weight, incremental, classes=None):
+    def _fit(self, X, y, sample_weight, incremental, first_call=False):
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
-        first_pass = not hasattr(self, "net_") or (
-            not self.warm_start and not incremental)
-        X, y = self._validate_Xy(X, y, reset=first_pass)
+        reset = not hasattr(self, "net_") or (not self.warm_start and not incremental)
+        X, y = self._validate_Xy(X, y, reset=reset)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
-        y_enc = self._encode_targets(y, incremental, classes)
-        encoder = self.target_encoder_
-        labels = (y if encoder.kind_ in ("binary", "multiclass")
-                  else encoder.class_indices(y_enc) if encoder.kind_ == "onehot"
-                  else y_enc)
-        weight = combined_sample_weight(labels, sample_weight, self.class_weight)
+        y_encoded = self._encode_targets(y, incremental, first_call)
+        weight = sample_weights(self.target_encoder_, y_encoded, sample_weight,
+                                self.class_weight)
+        from sknn import _training
 
-        random_state = check_random_state(self.random_state)
-        seed = int(random_state.randint(_MAX_SEED))
-        self.device_ = resolve_device(self.device)
-        train, valid = self._datasets(X, y_enc, weight, random_state)
-        batch_size = len(train) if self.solver == "lbfgs" else self._batch_size(
-            len(train))
-
-        # the sample weight of a full batch scales the L2 term, as in sklearn
-        batch_weight = batch_size * (1.0 if weight is None else float(weight.mean()))
-        with fit_threads(), _seeded_torch_rng(seed, self.device_):
-            if first_pass:
-                self.net_ = self._new_net(X.shape[1], batch_size, batch_weight)
-            else:
-                self._update_net(batch_size, batch_weight, incremental)
-            self.net_.generator_ = torch.Generator().manual_seed(seed)
-            epochs_before = len(self.net_.history)
-            epochs = 1 if incremental or self.solver == "lbfgs" else self.max_iter
-            try:
-                with _one_thread_if_small(self._batch_work(batch_size)):
-                    self.net_.partial_fit(
-                        TrainValid(train, valid), None, epochs=epochs)
-            finally:
-                self.net_.generator_ = None
-        self._after_fit(epochs_before, incremental)
+        _training.fit(self, X, y_encoded, weight, incremental=incremental,
+                      reset=reset)
         return self
-
-    def _update_net(self, batch_size, batch_weight, incremental):
-        """Carry the current parameters into a net that keeps training."""
-        net = self.net_
-        net.batch_size = batch_size
-        net.batch_transform = self._batch_transform()
-        if incremental:
-            return  # partial_fit keeps the optimizer and its state
-        # as scikit-learn: a warm-started fit gets a new optimizer
-        _, opt_kwargs, net.penalty_in_loss = self._optimizer_and_penalty(
-            batch_weight)
-        for key, value in opt_kwargs.items():
-            setattr(net, f"optimizer__{key}", value)
-        net.initialize_optimizer()
-
-    def _after_fit(self, epochs_before, incremental):
-        """Set scikit-learn's fitted attributes from the net and its history."""
-        net = self.net_
-        history = net.history
-        self.n_iter_ = len(history) - epochs_before
-        if self.solver == "lbfgs":
-            state = net.optimizer_.state[net.optimizer_.param_groups[0]["params"][0]]
-            self.n_iter_ = int(state.get("n_iter", 1))
-        self.loss_curve_ = [float(row["train_loss"]) for row in history]
-        self.loss_ = self.loss_curve_[-1]
-        self.t_ = int(sum(row["train_samples"] for row in history))
-        stopping = dict(net.callbacks_).get("sklearn_stopping")
-        if self.early_stopping:
-            self.best_loss_ = None
-            self.validation_scores_ = [float(row["valid_acc"]) for row in history]
-            self.best_validation_score_ = max(self.validation_scores_)
-        else:
-            self.best_loss_ = (stopping.best_ if stopping is not None
-                               else min(self.loss_curve_))
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
-        self.n_outputs_ = self.target_encoder_.n_outputs_
-        self.out_activation_ = self.target_encoder_.out_activation_
-        self.history_ = [_history_record(row) for row in history]
-        self._set_layer_attributes()
-
-        params = [p for p in net.module_.parameters()]
-        if not all(bool(torch.isfinite(p).all()) for p in params):
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may "
-                "contain large values and need to be preprocessed."
-            )
-        if net.interrupted_:
-            warnings.warn("Training interrupted by user.", stacklevel=2)
-        elif (not incremental and self.solver != "lbfgs"
-              and net.stop_reason_ is None and self.n_iter_ == self.max_iter):
-            warnings.warn(
-                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
-                "and the optimization hasn't converged yet.",
-                ConvergenceWarning, stacklevel=2)
-        elif self.solver == "lbfgs" and self.n_iter_ >= self.max_iter:
-            warnings.warn(
-                "lbfgs failed to converge (status=1): STOP: TOTAL NO. OF "
-                "ITERATIONS REACHED LIMIT. Increase the number of iterations "
-                "(max_iter) or scale the data.", ConvergenceWarning, stacklevel=2)
-
-    def _set_layer_attributes(self):
-        """Subclasses set architecture attributes (``coefs_``, ``n_layers_``...)."""
 
     def _rebuild(self, module_state):
         """Build ``net_`` on the CPU from fitted metadata and load the weights.
@@ -444,9 +258,12 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         The optimizer is new: ``partial_fit`` and a warm-started ``fit``
         continue from the loaded weights.
         """
+        from sknn import _training
+
         self.device_ = "cpu"
-        with _seeded_torch_rng(0, "cpu"):
-            self.net_ = self._new_net(self.n_features_in_, 1, 1.0)
+        with _training.torch_rng(0, "cpu"):
+            self.net_ = _training.new_net(self, self.n_features_in_, 1, 0.0,
+                                          (None, None))
         self.net_.module_.load_state_dict(module_state)
         self._set_layer_attributes()
         return self
@@ -456,7 +273,8 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         return hasattr(self, "net_")
 
     def _outputs(self, X):
-        check_is_fitted(self)
+        if not hasattr(self, "net_"):  # check_is_fitted's tags cost ~6 us
+            check_is_fitted(self)
         X = self._validate_X(X)
         return self.net_.forward_outputs(self._input_tensor(X, self.device_))
 
@@ -474,8 +292,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             The probability of each class, in the order of ``classes_``; for
             multilabel targets, the probability of each label independently.
         """
-        outputs = self._outputs(X).cpu().numpy().astype(np.float64)
-        return self.target_encoder_.proba_from_outputs(outputs)
+        return self._outputs(X).cpu().numpy().astype(np.float64)
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`.
@@ -518,64 +335,51 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.sparse = True
         return tags
 
+    @property
+    def _no_improvement_count(self):
+        # scikit-learn's private counter, which its own tests read
+        stopping = dict(self.net_.callbacks_).get("sklearn_stopping")
+        if stopping is None:
+            raise AttributeError("no sklearn_stopping callback in this fit")
+        return stopping.no_improvement_count_
+
+    @property
+    def _optimizer(self):
+        # what scikit-learn's own tests read of its private optimizer object
+        from sknn._training import learning_rate
+
+        return SimpleNamespace(learning_rate=learning_rate(self.net_))
+
+    # ------------------------------------------------------------ pickling
+    def __getstate__(self):
+        """What a pickle (``joblib.dump``) holds: what prediction needs.
+
+        The net goes without its optimizer's state (Adam's moments are twice
+        the weights) and its per-batch history records, and ``coefs_`` and
+        ``intercepts_`` (copies of the weights) are rebuilt on load. A loaded
+        model predicts identically; ``partial_fit`` and a warm-started ``fit``
+        continue from its weights with a new optimizer. For an exact resume of
+        training, use skorch's ``Checkpoint`` and ``LoadInitState``.
+        """
+        # a copy: object.__getstate__ may hand back the instance's own dict
+        state = dict(super().__getstate__())
+        if "net_" in state:
+            from sknn._training import slim_copy
+
+            state["net_"] = slim_copy(state["net_"])
+            for derived in ("coefs_", "intercepts_"):
+                state.pop(derived, None)
+        return state
+
     def __setstate__(self, state):
         super().__setstate__(state)
+        if "net_" not in self.__dict__:
+            return
+        from sknn._parallel import map_location
+        from sknn._training import restore_slim
+
         # skorch maps the net's tensors; the estimator's device follows it
-        if "device_" in self.__dict__:
-            self.device_ = map_location(self.device_)
-            if hasattr(self, "net_"):
-                self.net_.device = self.device_
-
-
-#: below this many multiply-accumulates per batch a fit runs on one CPU thread
-SMALL_BATCH_WORK = 4_000_000
-
-
-@contextmanager
-def _one_thread_if_small(work):
-    """One torch thread for small per-batch work, restored afterwards.
-
-    Small matrices gain nothing from a second thread, and under CPU contention
-    (another process, parallel grid-search workers) OpenMP's waiting threads
-    make such fits many times slower: measured here on a 300 x 5 problem,
-    0.26 s with one thread and 9.2 s with two while the other core was busy.
-    """
-    before = torch.get_num_threads()
-    if work >= SMALL_BATCH_WORK or before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextmanager
-def _seeded_torch_rng(seed, device):
-    """Seed torch's global RNG for the duration of a fit, then put the caller's
-    RNG state back, so fitting leaves the global state as it was."""
-    device = torch.device(device)
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        # seed only the generators in use: torch.manual_seed() also queues a
-        # lazy CUDA seeding that records a stack trace on every call
-        torch.random.default_generator.manual_seed(seed)
-        if cuda:
-            with torch.cuda.device(cuda[0]):
-                torch.cuda.manual_seed(seed)
-        yield
-
-
-def _history_record(row):
-    """One epoch of skorch history as the ``history_`` record users read."""
-    record = {
-        "epoch": int(row["epoch"]),
-        "loss": float(row["train_loss"]),
-        "accuracy": float(row["train_acc"]),
-        "duration": float(row.get("dur", float("nan"))),
-    }
-    if "valid_loss" in row:
-        record["val_loss"] = float(row["valid_loss"])
-        record["val_accuracy"] = float(row["valid_acc"])
-    return record
+        self.device_ = map_location(self.device_)
+        self.net_.device = self.device_
+        restore_slim(self.net_)
+        self._set_layer_attributes()

@@ -3,26 +3,43 @@
 Each callback keeps its state in ``*_`` attributes and resets it in
 ``initialize()``, which skorch calls when the net is (re)initialised but not on
 ``partial_fit`` or a warm-started ``fit``, exactly when scikit-learn keeps its
-``best_loss_`` and no-improvement counter.
+``best_loss_``, no-improvement counter and ``t_``. They read the history keys
+skorch's default scorers write (``train_loss``, ``valid_acc``), so they compose
+with any stock skorch callback.
 
-A callback stops training the skorch way, by raising ``KeyboardInterrupt``; it
-first records why in ``net.stop_reason_`` so that a real Ctrl-C can be told
-apart from a planned stop.
+A callback stops training the way skorch's own ``EarlyStopping`` does, by
+raising ``KeyboardInterrupt``: that is a normal end of training. Only a real
+Ctrl-C is reported as an interruption (the training module watches SIGINT).
 """
 
 import numpy as np
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EpochScoring
+
+from sknn._progress import echo
 
 
-def set_lr(net, lr):
-    """Set the learning rate of every parameter group of the net's optimizer."""
-    for group in net.optimizer_.param_groups:
+def set_lr(optimizer, lr):
+    """Set the learning rate of every parameter group of ``optimizer``.
+
+    With SGD momentum, torch keeps a buffer of raw gradients and steps by
+    ``lr * buffer``, while scikit-learn keeps a velocity of rate-scaled
+    gradients. When the rate changes, each momentum buffer is rescaled by
+    ``old_lr / new_lr`` so that ``lr * buffer`` (scikit-learn's velocity) is
+    preserved and the next steps are scikit-learn's.
+    """
+    for group in optimizer.param_groups:
+        old = group["lr"]
+        if group.get("momentum") and old != lr and lr > 0:
+            for param in group["params"]:
+                buffer = optimizer.state.get(param, {}).get("momentum_buffer")
+                if buffer is not None:
+                    buffer.mul_(old / lr)
         group["lr"] = lr
 
 
 class NoImprovementStopping(Callback):
     """Stop (or divide the learning rate by 5) after ``n_iter_no_change`` epochs
-    without an improvement of more than ``tol``.
+    without an improvement of more than ``tol``, as scikit-learn's MLP does.
 
     Parameters
     ----------
@@ -37,6 +54,16 @@ class NoImprovementStopping(Callback):
     restore_best : bool
         Keep a copy of the parameters at the best epoch and restore it when
         training ends (scikit-learn does this with early stopping).
+
+    Attributes
+    ----------
+    best_ : float
+        The best score so far (scikit-learn's ``best_loss_`` or
+        ``best_validation_score_``).
+    no_improvement_count_ : int
+        scikit-learn's ``_no_improvement_count``.
+    stop_reason_ : str or None
+        Why this callback ended the last fit, or None if it did not.
     """
 
     def __init__(self, monitor="train_loss", tol=1e-4, n_iter_no_change=10,
@@ -55,10 +82,11 @@ class NoImprovementStopping(Callback):
         self.best_ = -np.inf if self._higher_is_better else np.inf
         self.no_improvement_count_ = 0
         self.best_state_ = None
+        self.stop_reason_ = None
         return self
 
     def on_train_begin(self, net, **kwargs):
-        net.stop_reason_ = None
+        self.stop_reason_ = None
 
     def on_epoch_end(self, net, **kwargs):
         score = net.history[-1, self.monitor]
@@ -86,15 +114,15 @@ class NoImprovementStopping(Callback):
         if self.adaptive:
             lr = net.optimizer_.param_groups[0]["lr"]
             if lr > 1e-6:
-                set_lr(net, lr / 5.0)
+                set_lr(net.optimizer_, lr / 5.0)
                 self.no_improvement_count_ = 0
                 if net.verbose:
-                    print(f"{reason} Setting learning rate to {lr / 5.0:f}")
+                    echo(f"{reason} Setting learning rate to {lr / 5.0:f}")
                 return
             reason += " Learning rate too small."
         if net.verbose:
-            print(f"{reason} Stopping.")
-        net.stop_reason_ = reason
+            echo(f"{reason} Stopping.")
+        self.stop_reason_ = reason
         raise KeyboardInterrupt
 
     def on_train_end(self, net, **kwargs):
@@ -104,7 +132,8 @@ class NoImprovementStopping(Callback):
 
 class InvScalingLR(Callback):
     """scikit-learn's ``learning_rate='invscaling'``: after each epoch the rate
-    becomes ``learning_rate_init / (t + 1) ** power_t``, t the samples seen."""
+    becomes ``learning_rate_init / (t + 1) ** power_t``, t the samples seen
+    since the net was initialised (warm starts continue counting)."""
 
     def __init__(self, learning_rate_init=1e-3, power_t=0.5):
         self.learning_rate_init = learning_rate_init
@@ -116,16 +145,37 @@ class InvScalingLR(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         self.t_ += net.history[-1, "train_samples"]
-        set_lr(net, self.learning_rate_init / (self.t_ + 1) ** self.power_t)
+        set_lr(net.optimizer_,
+               self.learning_rate_init / pow(self.t_ + 1, self.power_t))
 
 
 class SklearnPrintLog(Callback):
-    """Print one line per epoch, worded as scikit-learn's MLP does."""
+    """Print one line per epoch, worded as scikit-learn's MLP does.
+
+    It takes the place of skorch's default ``print_log`` (pass
+    ``("print_log", PrintLog())`` in ``callbacks`` for skorch's table).
+    """
 
     def on_epoch_end(self, net, **kwargs):
         if not net.verbose:
             return
         row = net.history[-1]
-        print(f"Iteration {row['epoch']}, loss = {row['train_loss']:.8f}")
+        echo(f"Iteration {row['epoch']}, loss = {row['train_loss']:.8f}")
         if "valid_acc" in row:
-            print(f"Validation score: {row['valid_acc']:f}")
+            echo(f"Validation score: {row['valid_acc']:f}")
+
+
+def weighted_accuracy(net, X, y):
+    """Accuracy on the validation set, weighted by its sample weights as
+    scikit-learn's MLP weights its validation score (a skorch scorer)."""
+    from sklearn.metrics import accuracy_score
+
+    weight = getattr(X, "weight", None)
+    if weight is not None:
+        weight = weight.cpu().numpy()
+    return accuracy_score(y, net.predict(X), sample_weight=weight)
+
+
+def validation_accuracy():
+    """skorch's default ``valid_acc`` scorer, with sample weights."""
+    return EpochScoring(weighted_accuracy, name="valid_acc", lower_is_better=False)

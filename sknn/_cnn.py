@@ -4,19 +4,16 @@ import math
 from numbers import Integral
 
 import numpy as np
-import torch
 from scipy import sparse
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from sknn._augment import ImageAugmenter
 from sknn._base import BaseTorchClassifier
-from sknn._data import as_float32_tensor
-from sknn._docstrings import FITTED_ATTRIBUTES, TORCH_PARAMETERS, TRAINING_PARAMETERS
-from sknn._modules import ConvModule, conv_blocks, init_weights, pair
+from sknn._docstrings import fill_doc
 
 
+@fill_doc
 class CNNClassifier(BaseTorchClassifier):
-    __doc__ = """Convolutional neural-network image classifier trained with PyTorch.
+    """Convolutional neural-network image classifier trained with PyTorch.
 
     A scikit-learn classifier for images: it takes the arrays Keras and OpenCV
     tutorials hold, ``(n_samples, height, width, channels)`` channels-last,
@@ -44,7 +41,7 @@ class CNNClassifier(BaseTorchClassifier):
         Width of each hidden dense layer between the flattened feature map and
         the output layer.
 
-    activation : {{'identity', 'logistic', 'tanh', 'relu'}}, default='relu'
+    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
         Activation after each convolution and hidden dense layer.
 
     input_shape : tuple of int or None, default=None
@@ -59,7 +56,7 @@ class CNNClassifier(BaseTorchClassifier):
         - any other 2-D X: each row is a one-row signal of shape
           ``(1, n_features, 1)``; convolutions and pooling run along the row.
 
-    padding : {{'same', 'valid'}}, default='same'
+    padding : {'same', 'valid'}, default='same'
         'same' zero-pads the convolutions and rounds pooled sizes up, as
         Keras' ``padding='same'``: images of any size, down to 1x1 and the 8x8
         digits, stay valid through any stack. 'valid' uses neither padding nor
@@ -88,11 +85,11 @@ class CNNClassifier(BaseTorchClassifier):
         training device, and the draws are seeded by ``random_state``. An
         unknown key is a ValueError listing the accepted ones.
 
-{training}
-{torch}
+{training_parameters}
+{torch_parameters}
     Attributes
     ----------
-{fitted}
+{fitted_attributes}
     input_shape_ : tuple of int
         ``(height, width, channels)`` of the images the network was built for.
 
@@ -137,8 +134,7 @@ class CNNClassifier(BaseTorchClassifier):
     (8, 8, 1)
     >>> clf.score(X_test, y_test) > 0.95
     True
-    """.format(training=TRAINING_PARAMETERS, torch=TORCH_PARAMETERS,
-               fitted=FITTED_ATTRIBUTES)
+    """
 
     _parameter_constraints: dict = {
         **BaseTorchClassifier._parameter_constraints,
@@ -190,6 +186,7 @@ class CNNClassifier(BaseTorchClassifier):
         weight_init="auto",
         class_weight=None,
         device="auto",
+        precision="float32",
         callbacks=None,
         progress_bar=False,
     ):
@@ -228,6 +225,7 @@ class CNNClassifier(BaseTorchClassifier):
         self.weight_init = weight_init
         self.class_weight = class_weight
         self.device = device
+        self.precision = precision
         self.callbacks = callbacks
         self.progress_bar = progress_bar
 
@@ -319,6 +317,8 @@ class CNNClassifier(BaseTorchClassifier):
         return (1, n_features, 1)
 
     def _input_tensor(self, X, device):
+        from sknn._data import as_float32_tensor
+
         height, width, channels = self.input_shape_
         X = as_float32_tensor(X, device)
         # NHWC rows viewed as an NCHW tensor are in torch's channels_last memory
@@ -326,7 +326,7 @@ class CNNClassifier(BaseTorchClassifier):
         # than on NCHW-contiguous input (docs/benchmarks_cnn.md), and batches
         # sliced from it keep it. Elsewhere the usual NCHW copy is made once.
         images = X.reshape(len(X), height, width, channels).permute(0, 3, 1, 2)
-        if torch.device(device).type == "cpu":
+        if images.device.type == "cpu":
             return images
         return images.contiguous()
 
@@ -340,6 +340,8 @@ class CNNClassifier(BaseTorchClassifier):
         return tuple(int(s) for s in sizes)
 
     def _window(self, name):
+        from sknn._modules import pair
+
         value = getattr(self, name)
         try:
             window = pair(value)
@@ -352,6 +354,10 @@ class CNNClassifier(BaseTorchClassifier):
         return window
 
     def _build_module(self, n_features, n_outputs):
+        import torch
+
+        from sknn._modules import ConvModule, conv_blocks, init_weights
+
         module = ConvModule(
             self.input_shape_, conv_blocks(self.conv_filters),
             self._sizes("dense_layer_sizes"), n_outputs,
@@ -374,6 +380,8 @@ class CNNClassifier(BaseTorchClassifier):
     def _batch_transform(self):
         if self.augment is None:
             return None
+        from sknn._augment import ImageAugmenter
+
         augmenter = ImageAugmenter.from_dict(self.augment)
         return None if augmenter.is_identity() else augmenter
 

@@ -1,14 +1,20 @@
 """The path of the data: validated arrays -> tensors on the device, once -> batches.
 
 Training never goes through a per-item ``Dataset.__getitem__``/``collate`` path:
-the whole training set is moved to the device once and each batch is a slice of
-a per-epoch permutation, so an epoch costs a handful of tensor ops per batch and
+the whole training set is moved to the device once (a :class:`TensorDataset`,
+which is what skorch receives as X) and each batch is a slice of a per-epoch
+permutation (:class:`BatchIterator`, skorch's ``iterator_train`` and
+``iterator_valid``), so an epoch costs a handful of tensor ops per batch and
 nothing per sample.
+
+A batch is ``(X_batch, y_batch)``; when samples carry weights it is
+``({"X": X_batch, "sample_weight": w_batch}, y_batch)``, skorch's documented
+form for sample weights, so that ``y_batch`` stays a plain target tensor for
+every scoring callback.
 """
 
 import numpy as np
 import torch
-from sklearn.utils.class_weight import compute_sample_weight
 
 
 def as_float32_tensor(X, device):
@@ -20,7 +26,9 @@ def as_float32_tensor(X, device):
     X = np.asarray(X)
     if X.dtype != np.float32 or not X.flags.c_contiguous or not X.flags.writeable:
         X = np.array(X, dtype=np.float32, order="C")
-    return torch.from_numpy(X).to(device)
+    tensor = torch.from_numpy(X)
+    # .to() parses the device on every call: a cost on the 1-row predict path
+    return tensor if device == "cpu" else tensor.to(device)
 
 
 def as_target_tensor(y, device):
@@ -31,25 +39,12 @@ def as_target_tensor(y, device):
     return torch.from_numpy(y).to(device)
 
 
-def combined_sample_weight(y_indices, sample_weight, class_weight):
-    """Per-sample weights from ``sample_weight`` and ``class_weight``, or None
-    when every sample weighs the same (so the loss can skip the weighting)."""
-    weight = None
-    if class_weight is not None:
-        weight = compute_sample_weight(class_weight, y_indices)
-    if sample_weight is not None:
-        sample_weight = np.asarray(sample_weight, dtype=np.float64)
-        weight = sample_weight if weight is None else weight * sample_weight
-    if weight is None or np.all(weight == weight.flat[0]) and weight.flat[0] > 0:
-        return None
-    return weight.astype(np.float32)
-
-
 class TensorDataset(torch.utils.data.Dataset):
     """X, y and optional per-sample weights held as device tensors.
 
-    It is a real torch ``Dataset`` (so skorch recognises it), but training reads
-    it through :class:`BatchIterator`, never item by item.
+    It is a real torch ``Dataset`` with skorch's ``X`` and ``y`` attributes, so
+    skorch and its callbacks recognise it, but training reads it through
+    :class:`BatchIterator`, never item by item.
     """
 
     def __init__(self, X, y=None, weight=None):
@@ -61,15 +56,14 @@ class TensorDataset(torch.utils.data.Dataset):
         return len(self.X)
 
     def __getitem__(self, i):
-        return self.X[i], self.target(i)
+        return self.batch(i)
 
-    def target(self, index):
-        """The batch target: y[index], or (y[index], weight[index]) when weighted."""
-        if self.y is None:
-            return None
-        if self.weight is None:
-            return self.y[index]
-        return self.y[index], self.weight[index]
+    def batch(self, index):
+        """``(X[index], y[index])``, with the weights beside X when weighted."""
+        X = self.X[index]
+        if self.weight is not None:
+            X = {"X": X, "sample_weight": self.weight[index]}
+        return X, None if self.y is None else self.y[index]
 
     def subset(self, index):
         """The rows ``index`` (a LongTensor) as a new dataset."""
@@ -78,17 +72,21 @@ class TensorDataset(torch.utils.data.Dataset):
 
 
 class BatchIterator:
-    """Yield ``(X_batch, y_batch)`` slices of a :class:`TensorDataset`.
+    """Yield the batches of a :class:`TensorDataset` as slices.
+
+    skorch calls it as ``iterator_train(dataset, batch_size=..., **params)``,
+    like a ``DataLoader``; any other dataset (skorch's own, when a user calls
+    ``net_.predict(array)``) goes through a plain ``DataLoader``.
 
     Parameters
     ----------
     dataset : TensorDataset
     batch_size : int
-    shuffle : bool
+    shuffle : bool, default=False
         Draw a new permutation each epoch (each call to ``iter``).
-    generator : torch.Generator or None
+    generator : torch.Generator or None, default=None
         Source of the permutations, so shuffling is reproducible.
-    transform : callable or None
+    transform : callable or None, default=None
         Applied to each X batch (training-time augmentation).
     """
 
@@ -105,20 +103,22 @@ class BatchIterator:
 
     def __iter__(self):
         data = self.dataset
+        if not isinstance(data, TensorDataset):
+            yield from torch.utils.data.DataLoader(data, self.batch_size,
+                                                   shuffle=self.shuffle)
+            return
         n = len(data)
         bs = self.batch_size
+        perm = None
         if self.shuffle:
             perm = torch.randperm(n, generator=self.generator).to(data.X.device)
-            for start in range(0, n, bs):
-                index = perm[start:start + bs]
-                Xb = data.X[index]
-                if self.transform is not None:
+        for start in range(0, n, bs):
+            index = (slice(start, start + bs) if perm is None
+                     else perm[start:start + bs])
+            Xb, yb = data.batch(index)
+            if self.transform is not None:
+                if isinstance(Xb, dict):
+                    Xb["X"] = self.transform(Xb["X"])
+                else:
                     Xb = self.transform(Xb)
-                yield Xb, data.target(index)
-        else:
-            for start in range(0, n, bs):
-                index = slice(start, start + bs)
-                Xb = data.X[index]
-                if self.transform is not None:
-                    Xb = self.transform(Xb)
-                yield Xb, data.target(index)
+            yield Xb, yb

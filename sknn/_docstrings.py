@@ -1,12 +1,15 @@
 """Parameter and attribute documentation shared by both estimators.
 
-Each estimator's docstring is written out in its own module and pulls these
-fragments in with ``str.format`` at class-definition time (no parsing of other
-docstrings).
+Each estimator's docstring is written out in its own module with the
+placeholders ``{training_parameters}``, ``{torch_parameters}`` and
+``{fitted_attributes}``, which :func:`fill_doc` replaces at class-definition
+time. Only those names are replaced, so the docstrings keep their literal
+braces (``{'adam', 'sgd'}``) without doubling them, and no other docstring is
+parsed.
 """
 
 TRAINING_PARAMETERS = """\
-    solver : {{'adam', 'sgd', 'lbfgs'}}, default='adam'
+    solver : {'adam', 'sgd', 'lbfgs'}, default='adam'
         The solver for weight optimization.
 
         - 'adam': ``torch.optim.Adam`` (the stochastic optimizer of Kingma and
@@ -25,7 +28,7 @@ TRAINING_PARAMETERS = """\
         Size of minibatches for the stochastic optimizers. 'auto' is
         ``min(200, n_samples)``. Not used by 'lbfgs'.
 
-    learning_rate : {{'constant', 'invscaling', 'adaptive'}}, default='constant'
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
         Learning rate schedule. Only used when ``solver='sgd'``.
 
         - 'constant': ``learning_rate_init`` throughout.
@@ -129,7 +132,7 @@ TORCH_PARAMETERS = """\
         - 'torch': PyTorch's own layer defaults.
 
     class_weight : dict, 'balanced' or None, default=None
-        Weights associated with classes in the form ``{{class_label: weight}}``,
+        Weights associated with classes in the form ``{class_label: weight}``,
         multiplied into ``sample_weight``. 'balanced' uses
         ``n_samples / (n_classes * np.bincount(y))``.
 
@@ -139,12 +142,37 @@ TORCH_PARAMETERS = """\
         'cuda:1', 'mps'. The device actually used is ``device_``. A model
         fitted on a GPU loads and predicts on a CPU-only machine.
 
+    precision : {'float32', 'bfloat16', 'float16', 'auto'}, default='float32'
+        The arithmetic of the forward pass and the loss during training.
+        Weights and optimizer state stay float32 throughout; prediction runs
+        in float32 and ``predict_proba`` returns float64.
+
+        - 'float32': scikit-learn's arithmetic, the same results on every
+          machine.
+        - 'bfloat16': ``torch.autocast`` to bfloat16, on the CPU and on CUDA.
+          Faster where the hardware computes bfloat16 natively (CPUs with
+          AVX-512 BF16 or AMX, NVIDIA GPUs from Ampere on); slower where it is
+          emulated.
+        - 'float16': CUDA autocast to float16 with a gradient scaler; a
+          ValueError on other devices and with ``solver='lbfgs'``.
+        - 'auto': 'bfloat16' where it is native, 'float32' elsewhere.
+
     callbacks : list of skorch callbacks or (name, callback) tuples, default=None
-        Extra skorch callbacks for the training loop. Copies are trained; the
-        fitted ones are in ``net_.callbacks_``.
+        Extra skorch callbacks for the training loop (``Checkpoint``,
+        ``EarlyStopping``, ``LRScheduler``, ``EpochScoring``, ...), run as
+        skorch documents them; the history keys skorch's scorers write
+        (``train_loss``, ``valid_loss``, ``valid_acc`` and their ``_best``
+        flags) are in ``net_.history``. A callback named after one of
+        skorch's defaults (``("print_log", PrintLog())``) replaces sknn's
+        version of it. Copies are trained (one that cannot be copied, such as
+        ``TensorBoard`` with its open writer, is used as it is); the fitted
+        ones are in ``net_.callbacks_``.
 
     progress_bar : bool, default=False
-        Show skorch's per-batch tqdm progress bar.
+        Show a progress bar (tqdm, on stderr) that advances once per epoch and
+        shows the latest ``loss``, ``accuracy``, ``val_loss`` and
+        ``val_accuracy``; when training ends early it says at which epoch and
+        why. ``verbose`` lines print above it intact.
 """
 
 FITTED_ATTRIBUTES = """\
@@ -200,3 +228,19 @@ FITTED_ATTRIBUTES = """\
     target_encoder_ : sknn._targets.TargetEncoder
         Encodes ``y`` for the loss and decodes predictions into y's format.
 """
+
+
+FRAGMENTS = {
+    "training_parameters": TRAINING_PARAMETERS,
+    "torch_parameters": TORCH_PARAMETERS,
+    "fitted_attributes": FITTED_ATTRIBUTES,
+}
+
+
+def fill_doc(cls):
+    """Class decorator: put the shared fragments into ``cls.__doc__``."""
+    doc = cls.__doc__
+    for name, text in FRAGMENTS.items():
+        doc = doc.replace("{" + name + "}", text)
+    cls.__doc__ = doc
+    return cls

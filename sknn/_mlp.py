@@ -2,15 +2,16 @@
 
 from numbers import Integral
 
+import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from sknn._base import BaseTorchClassifier
-from sknn._docstrings import FITTED_ATTRIBUTES, TORCH_PARAMETERS, TRAINING_PARAMETERS
-from sknn._modules import MLPModule, init_weights
+from sknn._docstrings import fill_doc
 
 
+@fill_doc
 class MLPClassifierTorch(BaseTorchClassifier):
-    __doc__ = """Multi-layer perceptron classifier trained with PyTorch.
+    """Multi-layer perceptron classifier trained with PyTorch.
 
     A drop-in replacement for :class:`sklearn.neural_network.MLPClassifier`: the
     same parameters with the same names, defaults and meaning, the same fitted
@@ -27,14 +28,14 @@ class MLPClassifierTorch(BaseTorchClassifier):
         The ith element represents the number of neurons in the ith hidden
         layer.
 
-    activation : {{'identity', 'logistic', 'tanh', 'relu'}}, default='relu'
+    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
         Activation function for the hidden layers.
 
-{training}
-{torch}
+{training_parameters}
+{torch_parameters}
     Attributes
     ----------
-{fitted}
+{fitted_attributes}
     n_layers_ : int
         Number of layers, input and output included.
 
@@ -72,10 +73,9 @@ class MLPClassifierTorch(BaseTorchClassifier):
     ... ).fit(X_train, y_train)
     >>> clf.predict(X_test[:5])
     array([2, 8, 2, 6, 6])
-    >>> print(f"{{clf.score(X_test, y_test):.2f}}")
+    >>> print(f"{clf.score(X_test, y_test):.2f}")
     0.97
-    """.format(training=TRAINING_PARAMETERS, torch=TORCH_PARAMETERS,
-               fitted=FITTED_ATTRIBUTES)
+    """
 
     _parameter_constraints: dict = {
         **BaseTorchClassifier._parameter_constraints,
@@ -116,6 +116,7 @@ class MLPClassifierTorch(BaseTorchClassifier):
         weight_init="auto",
         class_weight=None,
         device="auto",
+        precision="float32",
         callbacks=None,
         progress_bar=False,
     ):
@@ -147,6 +148,7 @@ class MLPClassifierTorch(BaseTorchClassifier):
         self.weight_init = weight_init
         self.class_weight = class_weight
         self.device = device
+        self.precision = precision
         self.callbacks = callbacks
         self.progress_bar = progress_bar
 
@@ -158,6 +160,8 @@ class MLPClassifierTorch(BaseTorchClassifier):
         return tuple(int(s) for s in sizes)
 
     def _build_module(self, n_features, n_outputs):
+        from sknn._modules import MLPModule, init_weights
+
         module = MLPModule(
             n_features, self._hidden_sizes(), n_outputs, activation=self.activation,
             dropout=self.dropout, batch_norm=self.batch_norm)
@@ -166,9 +170,11 @@ class MLPClassifierTorch(BaseTorchClassifier):
     def _set_layer_attributes(self):
         layers = self.net_.module_.linear_layers()
         self.n_layers_ = len(layers) + 1
-        self.coefs_ = [layer.weight.detach().cpu().numpy().T.copy()
+        # copies in the dtype of the training input, as scikit-learn's
+        dtype = getattr(self, "_input_dtype", np.float32)
+        self.coefs_ = [layer.weight.detach().cpu().numpy().T.astype(dtype)
                        for layer in layers]
-        self.intercepts_ = [layer.bias.detach().cpu().numpy().copy()
+        self.intercepts_ = [layer.bias.detach().cpu().numpy().astype(dtype)
                             for layer in layers]
 
 

@@ -1,16 +1,21 @@
 """Plain torch modules and the name -> factory tables that configure them.
 
 Modules take ints, tuples and strings only. Every string resolves through one of
-the module-level dictionaries below, whose keys are also the options accepted by
-the estimators' parameter constraints.
+the module-level dictionaries below, keyed by the names in ``sknn._options``
+that the estimators' parameter constraints accept. Layers are named (``dense0``,
+``conv0``, ``batchnorm0``...) so that skorch patterns such as
+``Freezer("features.*")`` and the L2 parameter groups can select them.
 """
 
 import math
+from collections import OrderedDict
+from fnmatch import fnmatch
 from numbers import Integral
 
 import torch
 from torch import nn
 
+#: activation name (``sknn._options.ACTIVATIONS``) -> torch module class
 ACTIVATIONS = {
     "identity": nn.Identity,
     "logistic": nn.Sigmoid,
@@ -69,6 +74,18 @@ WEIGHT_INITS = {
 }
 
 
+#: the parameters scikit-learn's L2 term (``alpha``) applies to, as skorch
+#: ``optimizer__param_groups`` patterns: the weights of the layers named
+#: ``conv*`` and ``dense*`` (never biases or batch-norm parameters)
+L2_PATTERNS = ("*conv*.weight", "*dense*.weight")
+
+
+def l2_weights(module):
+    """The parameters of ``module`` that :data:`L2_PATTERNS` select."""
+    return [p for name, p in module.named_parameters()
+            if any(fnmatch(name, pattern) for pattern in L2_PATTERNS)]
+
+
 def init_weights(module, weight_init, activation):
     """Initialise every Linear and Conv layer of ``module`` by name."""
     init = WEIGHT_INITS[weight_init]
@@ -80,16 +97,17 @@ def init_weights(module, weight_init, activation):
 
 
 def dense_stack(n_in, sizes, activation, dropout, batch_norm):
-    """Hidden Linear layers, each followed by optional batch norm, the activation
-    and optional dropout. Returns the layers and the width of the last one."""
+    """Hidden Linear layers named ``dense0``, ``dense1``..., each followed by
+    optional batch norm, the activation and optional dropout. Returns the
+    ``(name, layer)`` pairs and the width of the last layer."""
     layers = []
-    for size in sizes:
-        layers.append(nn.Linear(n_in, size))
+    for i, size in enumerate(sizes):
+        layers.append((f"dense{i}", nn.Linear(n_in, size)))
         if batch_norm:
-            layers.append(nn.BatchNorm1d(size))
-        layers.append(ACTIVATIONS[activation]())
+            layers.append((f"batchnorm{i}", nn.BatchNorm1d(size)))
+        layers.append((f"activation{i}", ACTIVATIONS[activation]()))
         if dropout:
-            layers.append(nn.Dropout(dropout))
+            layers.append((f"dropout{i}", nn.Dropout(dropout)))
         n_in = size
     return layers, n_in
 
@@ -125,8 +143,8 @@ class MLPModule(nn.Sequential):
         layers, width = dense_stack(
             n_features, hidden_layer_sizes, activation, dropout, batch_norm
         )
-        layers.append(nn.Linear(width, n_outputs))
-        super().__init__(*layers)
+        layers.append(("dense_out", nn.Linear(width, n_outputs)))
+        super().__init__(OrderedDict(layers))
 
     def linear_layers(self):
         """The Linear layers in order, input to output."""
@@ -266,29 +284,33 @@ class ConvModule(nn.Module):
         kh, kw = pair(kernel_size)
         #: multiply-accumulates of one image's forward pass
         self.macs_per_image = 0
-        for block, pooled in zip(blocks, pooled_after(len(blocks), pool_last)):
+        i = 0  # convolutions are named conv0, conv1... across blocks
+        for b, (block, pooled) in enumerate(
+                zip(blocks, pooled_after(len(blocks), pool_last))):
             for n_filters in block:
                 if padding == "valid":
                     height, width = height - kh + 1, width - kw + 1
                 self.macs_per_image += height * width * kh * kw * n_in * n_filters
-                layers.append(nn.Conv2d(n_in, n_filters, (kh, kw),
-                                        padding=conv_padding))
+                layers.append((f"conv{i}", nn.Conv2d(n_in, n_filters, (kh, kw),
+                                                     padding=conv_padding)))
                 if batch_norm:
-                    layers.append(nn.BatchNorm2d(n_filters))
-                layers.append(ACTIVATIONS[activation]())
+                    layers.append((f"batchnorm{i}", nn.BatchNorm2d(n_filters)))
+                layers.append((f"activation{i}", ACTIVATIONS[activation]()))
                 n_in = n_filters
+                i += 1
             if pooled:
-                layers.append(nn.MaxPool2d(pair(pool_size),
-                                           ceil_mode=padding == "same"))
+                layers.append((f"pool{b}", nn.MaxPool2d(
+                    pair(pool_size), ceil_mode=padding == "same")))
                 height, width = conv_output_hw(height, width, ((),), 1, pool_size,
                                                padding, True)
             if dropout:
-                layers.append(nn.Dropout(dropout))
-        self.features = nn.Sequential(*layers)
+                layers.append((f"dropout_block{b}", nn.Dropout(dropout)))
+        self.features = nn.Sequential(OrderedDict(layers))
         dense, width_out = dense_stack(n_in * out_h * out_w, dense_layer_sizes,
                                        activation, dropout, batch_norm)
-        self.classifier = nn.Sequential(
-            nn.Flatten(), *dense, nn.Linear(width_out, n_outputs))
+        self.classifier = nn.Sequential(OrderedDict(
+            [("flatten", nn.Flatten()), *dense,
+             ("dense_out", nn.Linear(width_out, n_outputs))]))
         self.macs_per_image += sum(m.weight.numel() for m in self.classifier
                                    if isinstance(m, nn.Linear))
 

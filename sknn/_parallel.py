@@ -1,4 +1,4 @@
-"""Where a fit runs: the torch device and the number of CPU threads it may use.
+"""Where a fit runs: in which worker, and on which torch device.
 
 A fit may run in the caller's process, in a joblib worker (a loky process or a
 thread, e.g. under ``GridSearchCV(n_jobs=k)``) or in a dask.distributed worker
@@ -6,14 +6,10 @@ thread, e.g. under ``GridSearchCV(n_jobs=k)``) or in a dask.distributed worker
 and dask decide where a fit runs, and this module only makes each fit a good
 neighbour there.
 
-- CPU threads: torch's intra-op pool defaults to every core, so k concurrent
-  fits would run k x cores threads. Inside a worker, each fit uses at most
-  ``cores // (fits running at once in its process)`` threads and never more
-  than the thread limit joblib or dask gave the worker process (loky exports
+- Workers: :func:`worker_index` tells parallel workers apart; the thread
+  budget of a fit in a worker is ``sknn._threads``' business (loky exports
   ``OMP_NUM_THREADS=cores // n_jobs`` to its workers unless the parent set it;
-  the dask nanny exports ``OMP_NUM_THREADS=1``). In the caller's own process
-  torch's setting, including a ``threadpoolctl.threadpool_limits`` the caller
-  put around the fit, is kept. The caller's setting is restored after the fit.
+  the dask nanny exports ``OMP_NUM_THREADS=1``: :func:`env_thread_limit`).
 - GPUs: ``device='auto'`` in parallel workers with several visible GPUs spreads
   the fits round-robin over them by worker index, and the CUDA cache is
   released when a fit ends.
@@ -26,7 +22,6 @@ import sys
 import tempfile
 import threading
 import zlib
-from contextlib import contextmanager
 
 import joblib
 import torch
@@ -36,9 +31,6 @@ from joblib.parallel import get_active_backend
 #: limit the threads of a worker process, in the order they are read
 THREAD_LIMIT_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
-_lock = threading.Lock()
-#: sknn fits running at this moment in this process (threads of one process)
-_active_fits = 0
 #: a small per-thread index for threads that run fits, for GPU round-robin
 _thread_slots = itertools.count()
 _thread_state = threading.local()
@@ -52,7 +44,7 @@ def _cuda_device_count():
     return torch.cuda.device_count()
 
 
-def _cpu_count():
+def cpu_count():
     # joblib's count honours CPU affinity and cgroup (container) quotas
     return joblib.cpu_count()
 
@@ -63,7 +55,7 @@ def _mps_available():
 
 
 # --------------------------------------------------------------- where are we
-def _dask_worker():
+def dask_worker():
     """The dask.distributed worker running this code, or None.
 
     ``distributed`` is only consulted when something already imported it: a
@@ -79,14 +71,14 @@ def _dask_worker():
         return None
 
 
-def _dask_threads(worker):
+def dask_threads(worker):
     """Task threads of a dask worker (``Worker.state.nthreads``; older
     distributed releases keep it on the worker itself)."""
     state = getattr(worker, "state", worker)
     return max(int(getattr(state, "nthreads", None) or 1), 1)
 
 
-def _in_joblib_worker():
+def in_joblib_worker():
     """Whether this code runs as a task of a joblib ``Parallel`` call.
 
     joblib runs each batch of tasks under the backend's *nested* backend,
@@ -97,7 +89,7 @@ def _in_joblib_worker():
     return (getattr(backend, "nesting_level", 0) or 0) >= 1
 
 
-def _env_thread_limit():
+def env_thread_limit():
     """The thread limit joblib/loky or the dask nanny exported to this worker
     process (``OMP_NUM_THREADS``), or None."""
     for var in THREAD_LIMIT_VARS:
@@ -111,7 +103,7 @@ def _process_index():
     """This worker process's index among its siblings: the number in
     multiprocessing's process name ('LokyProcess-3', 'ForkPoolWorker-2'), or
     the dask worker's name; 0 in the main process."""
-    dask = _dask_worker()
+    dask = dask_worker()
     if dask is not None:
         name = dask.name
         if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
@@ -151,10 +143,10 @@ def worker_index():
     index : int or None
         None when this code does not run in a joblib or dask worker.
     """
-    dask = _dask_worker()
-    if dask is None and not _in_joblib_worker():
+    dask = dask_worker()
+    if dask is None and not in_joblib_worker():
         return None
-    threads = _dask_threads(dask) if dask is not None else 1
+    threads = dask_threads(dask) if dask is not None else 1
     return _process_index() * threads + _thread_index()
 
 
@@ -274,62 +266,3 @@ def isolate_checkpoints(callbacks):
                 and cb.dirname in ("", None) and id(cb) not in resumed):
             cb.dirname = tempfile.mkdtemp(prefix="sknn-fit-")
     return callbacks
-
-
-# -------------------------------------------------------------------- threads
-def fit_thread_count(concurrent=1):
-    """The number of torch intra-op threads one fit should use here.
-
-    Parameters
-    ----------
-    concurrent : int, default=1
-        sknn fits running at once in this process, this one included.
-
-    Returns
-    -------
-    n_threads : int
-        In the caller's own process: ``torch.get_num_threads()``, unchanged.
-        In a joblib or dask worker: at most ``cores // concurrent`` (dask:
-        ``cores // worker threads``), at most what the worker process was given
-        through ``OMP_NUM_THREADS``, at most torch's current setting, and at
-        least 1.
-    """
-    current = torch.get_num_threads()
-    dask = _dask_worker()
-    if dask is not None:
-        # every task thread of the worker may run a fit at the same time
-        concurrent = max(concurrent, _dask_threads(dask))
-    elif not _in_joblib_worker():
-        return current
-    cap = _cpu_count() // max(concurrent, 1)
-    given = _env_thread_limit()
-    if given is not None:
-        cap = min(cap, given)
-    return max(1, min(current, cap))
-
-
-@contextmanager
-def fit_threads():
-    """Scope of one fit: its torch CPU threads, restored afterwards.
-
-    On entry, sets ``torch.set_num_threads(fit_thread_count(...))`` when that
-    differs from the current setting; on exit, restores the caller's
-    ``torch.get_num_threads()`` and releases cached CUDA memory (see
-    :func:`release_device_memory`).
-    """
-    global _active_fits
-    with _lock:
-        _active_fits += 1
-        concurrent = _active_fits
-    before = torch.get_num_threads()
-    try:
-        wanted = fit_thread_count(concurrent)
-        if wanted != before:
-            torch.set_num_threads(wanted)
-        yield wanted
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-        with _lock:
-            _active_fits -= 1
-        release_device_memory()

@@ -1,22 +1,58 @@
-"""A per-epoch progress bar (tqdm) for the command line and the examples."""
+"""Progress display: the per-epoch bar of ``progress_bar=True`` (the estimators
+and ``sknn train`` alike) and the printing that keeps ``verbose`` lines intact
+beside it.
+
+tqdm comes with skorch, so the bar needs no extra install.
+"""
 
 import sys
 
 from skorch.callbacks import Callback
 
 
-class EpochProgressBar(Callback):
-    """Show one tqdm bar over the epochs of a fit, with loss and accuracy.
+def echo(text):
+    """Print a line to stdout without breaking a progress bar that is showing
+    (tqdm clears the bar, prints the line, then redraws the bar)."""
+    from tqdm.auto import tqdm
 
-    skorch's own ``ProgressBar`` counts batches within each epoch; this one
-    counts epochs and shows the latest training (and validation) loss and
-    accuracy as the bar's postfix. Without tqdm installed it prints one plain
-    line per epoch instead.
+    tqdm.write(text, file=sys.stdout)
+
+
+#: history key -> the label the bar shows
+LABELS = {"train_loss": "loss", "train_acc": "accuracy",
+          "valid_loss": "val_loss", "valid_acc": "val_accuracy"}
+
+
+def stop_reason(net):
+    """Why a callback ended training early, in words, or None.
+
+    sknn's own stopping callbacks say why in ``stop_reason_``; skorch's
+    ``EarlyStopping`` is described from its monitor and patience.
+    """
+    from skorch.callbacks import EarlyStopping
+
+    for _, cb in net.callbacks_:
+        reason = getattr(cb, "stop_reason_", None)
+        if reason:
+            return reason
+        if isinstance(cb, EarlyStopping) and getattr(cb, "misses_", 0) >= cb.patience:
+            return (f"EarlyStopping: {cb.monitor} did not improve for "
+                    f"{cb.patience} epochs.")
+    return None
+
+
+class EpochProgressBar(Callback):
+    """A tqdm bar over the epochs of a fit, one step per epoch.
+
+    The bar's postfix shows the latest epoch's training loss and accuracy
+    (and validation loss and accuracy with early stopping), labelled
+    ``loss``, ``accuracy``, ``val_loss`` and ``val_accuracy``. When training
+    ends before the planned epochs, the bar says at which epoch and why.
 
     Parameters
     ----------
     total : int, default=None
-        The number of epochs the bar expects; ``net.max_epochs`` when None.
+        The number of epochs planned for the fit; ``net.max_epochs`` when None.
     desc : str, default='train'
         The bar's label.
     """
@@ -27,44 +63,40 @@ class EpochProgressBar(Callback):
 
     def initialize(self):
         self.bar_ = None
-        self.epoch_ = 0
         return self
 
     def on_train_begin(self, net, **kwargs):
-        self.epoch_ = 0
-        total = self.total or net.max_epochs
-        self.total_ = total
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            self.bar_ = None
-            print('(tqdm is not installed: plain progress lines; for a bar run '
-                  'pip install "sknn[cli]")', file=sys.stderr)
-            return
-        self.bar_ = tqdm(total=total, desc=self.desc, unit="epoch",
-                         file=sys.stderr, leave=True)
+        from tqdm.auto import tqdm
+
+        self.epochs_ = 0
+        self.total_ = self.total or net.max_epochs
+        self.bar_ = tqdm(total=self.total_, desc=self.desc, unit="epoch",
+                         file=sys.stderr, leave=True, dynamic_ncols=True)
 
     def on_epoch_end(self, net, **kwargs):
-        self.epoch_ += 1
+        self.epochs_ += 1
         row = net.history[-1]
-        stats = {"loss": row.get("train_loss"), "acc": row.get("train_acc")}
-        if "valid_loss" in row:
-            stats["val_loss"] = row.get("valid_loss")
-            stats["val_acc"] = row.get("valid_acc")
-        text = {k: f"{v:.4f}" for k, v in stats.items() if v is not None}
-        if self.bar_ is not None:
-            self.bar_.set_postfix(text, refresh=False)
-            self.bar_.update(1)
-        else:
-            shown = " ".join(f"{k}={v}" for k, v in text.items())
-            print(f"epoch {self.epoch_}/{self.total_} {shown}", file=sys.stderr,
-                  flush=True)
+        text = {label: f"{row[key]:.4f}" for key, label in LABELS.items()
+                if key in row}
+        self.bar_.set_postfix(text, refresh=False)
+        self.bar_.update(1)
 
     def on_train_end(self, net, **kwargs):
-        if self.bar_ is not None:
+        if self.bar_ is None:
+            return
+        if self.epochs_ < self.total_:
+            reason = stop_reason(net) or "training was stopped."
+            self.bar_.set_description_str(
+                f"{self.desc}: stopped at epoch {self.epochs_}/{self.total_}")
+            self.bar_.close()
+            print(f"Stopped early at epoch {self.epochs_} of {self.total_}: "
+                  f"{reason}", file=sys.stderr)
+        else:
             self.bar_.close()
         # a tqdm bar holds a stream: keep the fitted model picklable
         self.bar_ = None
 
-    def __repr__(self):
-        return f"{type(self).__name__}(total={self.total!r}, desc={self.desc!r})"
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["bar_"] = None
+        return state

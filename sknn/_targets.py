@@ -5,6 +5,7 @@ This module does not import torch, so it can be used and tested on its own.
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
@@ -23,7 +24,9 @@ class TargetEncoder(TransformerMixin, BaseEstimator):
     The kind of target is learnt in :meth:`fit`:
 
     - ``'binary'``: 1-D labels with two classes; one logit, trained with a
-      sigmoid and binary cross-entropy (as scikit-learn's MLP does).
+      sigmoid and binary cross-entropy (as scikit-learn's MLP does). 1-D
+      labels of a single class are 'binary' too, as in scikit-learn: every
+      sample is encoded 0 and every prediction is that class.
     - ``'multiclass'``: 1-D labels with more than two classes; one logit per
       class, softmax cross-entropy.
     - ``'onehot'``: a 2-D 0/1 matrix with exactly one 1 in every row, as
@@ -78,12 +81,7 @@ class TargetEncoder(TransformerMixin, BaseEstimator):
             check_classification_targets(y)
             labels = y if self.classes is None else np.asarray(self.classes)
             self.classes_ = np.unique(labels)
-            if len(self.classes_) < 2:
-                raise ValueError(
-                    "The classifier needs samples of at least 2 classes in y; got "
-                    f"only one class: {self.classes_.tolist()}."
-                )
-            self.kind_ = "binary" if len(self.classes_) == 2 else "multiclass"
+            self.kind_ = "binary" if len(self.classes_) <= 2 else "multiclass"
         if self.kind_ == "multilabel" and y.shape[1] < 1:
             raise ValueError("A multilabel y needs at least one column.")
         self.out_activation_ = KINDS[self.kind_][0]
@@ -138,24 +136,43 @@ class TargetEncoder(TransformerMixin, BaseEstimator):
             return y_encoded.reshape(-1).astype(np.int64)
         return y_encoded
 
-    def proba_from_outputs(self, outputs):
-        """``predict_proba`` columns from the network's activated outputs:
-        (n, 2) for binary, (n, n_classes) otherwise."""
-        if self.kind_ == "binary":
-            p = outputs.reshape(-1)
-            return np.stack([1.0 - p, p], axis=1)
-        return outputs
-
     def inverse_transform(self, proba):
-        """Decode probabilities (as from :meth:`proba_from_outputs`) into y's own
-        format: labels, one-hot rows or multilabel rows."""
+        """Decode ``predict_proba`` rows ((n, 2) for binary, (n, n_classes)
+        otherwise) into y's own format: labels, one-hot rows or multilabel
+        rows."""
         check_is_fitted(self)
         proba = np.asarray(proba)
         if self.kind_ == "multilabel":
             return (proba > 0.5).astype(np.int64)
         winners = proba.argmax(axis=1)
+        if len(self.classes_) == 1:
+            winners = np.zeros_like(winners)
         if self.kind_ == "onehot":
             onehot = np.zeros((len(winners), len(self.classes_)), dtype=np.int64)
             onehot[np.arange(len(winners)), winners] = 1
             return onehot
         return self.classes_[winners]
+
+
+def sample_weights(encoder, y_encoded, sample_weight, class_weight):
+    """Per-sample weights from ``sample_weight`` and ``class_weight``, or None
+    when every sample weighs the same (so that the loss skips the weighting).
+
+    ``class_weight`` ('balanced' or a dict keyed by class label or, for 2-D
+    targets, column index) applies to single-label targets, as in
+    scikit-learn; for multilabel targets it is computed column by column, as
+    ``compute_sample_weight`` does for multi-output y.
+    """
+    weight = None
+    if class_weight is not None:
+        labels = (encoder.class_indices(y_encoded) if encoder.kind_ != "multilabel"
+                  else y_encoded)
+        if encoder.kind_ in ("binary", "multiclass"):
+            labels = encoder.classes_[labels]
+        weight = compute_sample_weight(class_weight, labels)
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        weight = sample_weight if weight is None else weight * sample_weight
+    if weight is None or np.all(weight == weight.flat[0]) and weight.flat[0] > 0:
+        return None
+    return weight.astype(np.float32)

@@ -618,15 +618,19 @@ def _fit_interruptibly(model, X, y):
         raise TrainingInterrupted(f"after {n} epoch{'s' if n != 1 else ''}")
 
 
-def _stop_summary(clf, epochs, seconds):
+def _stop_summary(clf, epochs, seconds, show_reason):
+    """One line: how many epochs ran, and why training stopped early when the
+    progress bar (which says so itself) is off."""
     ran = f"Trained {clf.n_iter_} epoch{'s' if clf.n_iter_ != 1 else ''} in " \
           f"{seconds:.1f} s"
-    reason = getattr(getattr(clf, "net_", None), "stop_reason_", None)
-    if reason:
-        return f"{ran}; stopped early: {reason}"
     if clf.n_iter_ >= epochs:
         return f"{ran}: all --epochs {epochs} ran (more may help)"
-    return ran
+    if not show_reason:
+        return ran
+    from sknn._progress import stop_reason
+
+    reason = stop_reason(clf.net_) if hasattr(clf, "net_") else None
+    return f"{ran}; stopped early: {reason}" if reason else ran
 
 
 def train(args, out=None):
@@ -659,7 +663,8 @@ def train(args, out=None):
     start = time.perf_counter()
     _fit_interruptibly(model, X_train, y_train)
     clf = model[-1]
-    print(_stop_summary(clf, args.epochs, time.perf_counter() - start), file=out)
+    print(_stop_summary(clf, args.epochs, time.perf_counter() - start,
+                        show_reason=args.no_progress), file=out)
     y_pred = model.predict(X_test)
     print(f"\nClassification report on the held-out {len(X_test)} samples:",
           file=out)

@@ -93,7 +93,7 @@ def test_the_tutorial_keys_are_accepted():
 def test_empty_dict_means_no_augmentation(digit_images):
     X, y = digit_images
     clf = fit_quietly(tiny(augment={}), X, y)
-    assert clf.net_.batch_transform is None
+    assert clf.net_.iterator_train__transform is None
     x = torch.rand(3, 1, 5, 5)
     assert ImageAugmenter.from_dict({})(x) is x
 
@@ -217,7 +217,7 @@ def test_training_with_augmentation_is_reproducible_from_random_state(
     np.testing.assert_array_equal(probas[0], probas[1])
     assert not np.allclose(probas[0], probas[2])
     assert not np.allclose(probas[0], plain.predict_proba(X))
-    assert isinstance(fits[0].net_.batch_transform, ImageAugmenter)
+    assert isinstance(fits[0].net_.iterator_train__transform, ImageAugmenter)
 
 
 def test_fit_leaves_torch_global_rng_as_it_was(digit_images):

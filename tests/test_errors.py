@@ -58,9 +58,12 @@ def test_length_mismatch():
         fast().fit(np.ones((5, 2)), [0, 1, 0])
 
 
-def test_single_class():
-    with pytest.raises(ValueError, match="at least 2 classes"):
-        fast().fit(np.ones((5, 2)), [1] * 5)
+def test_single_class_fits_and_predicts_it_as_sklearn_does():
+    X = np.random.RandomState(0).normal(size=(10, 2))
+    clf = fast().fit(X, ["a"] * 10)
+    assert clf.classes_.tolist() == ["a"] and clf.n_outputs_ == 1
+    assert clf.predict(X).tolist() == ["a"] * 10
+    assert clf.predict_proba(X).shape == (10, 2)  # scikit-learn's two columns
 
 
 def test_continuous_y():
@@ -122,7 +125,7 @@ def test_unknown_device_string_is_explained():
 def test_onehot_with_wrong_width_at_partial_fit():
     Y = np.eye(3)[[0, 1, 2, 0]]
     clf = fast().fit(np.ones((4, 2)), Y)
-    with pytest.raises(ValueError, match="indicator matrix with 3 columns"):
+    with pytest.raises(ValueError, match="`y` has classes not in"):
         clf.partial_fit(np.ones((2, 2)), np.eye(4)[[0, 1]])
 
 
@@ -135,6 +138,8 @@ def test_huge_inputs_give_sklearn_message_not_torch_error():
 
 
 def test_partial_fit_with_lbfgs_is_unavailable():
-    with pytest.raises(AttributeError, match="only available for stochastic"):
-        fast(solver="lbfgs").partial_fit(np.ones((4, 2)), [0, 1, 0, 1],
-                                         classes=[0, 1])
+    clf = fast(solver="lbfgs")
+    assert not hasattr(clf, "partial_fit")  # as scikit-learn's MLPClassifier
+    with pytest.raises(AttributeError, match="has no attribute 'partial_fit'") as exc:
+        clf.partial_fit(np.ones((4, 2)), [0, 1, 0, 1], classes=[0, 1])
+    assert "only available for stochastic" in str(exc.value.__cause__)

@@ -217,7 +217,8 @@ def test_tol_stops_like_sklearn(iris):
     ours = fast(max_iter=200, tol=1e9).fit(X, y)
     theirs = MLPClassifier(max_iter=200, tol=1e9, random_state=0).fit(X, y)
     assert ours.n_iter_ == theirs.n_iter_ == 12  # first epoch, then 11 flat
-    assert "did not improve" in ours.net_.stop_reason_
+    stopping = dict(ours.net_.callbacks_)["sklearn_stopping"]
+    assert "did not improve" in stopping.stop_reason_
 
 
 def test_convergence_warning_at_max_iter(iris):
@@ -235,9 +236,13 @@ def test_early_stopping_restores_best_validation_weights(digits):
     assert len(clf.validation_scores_) == clf.n_iter_ < 100
     assert clf.best_validation_score_ == max(clf.validation_scores_)
     assert {"val_loss", "val_accuracy"} <= set(clf.history_[-1])
-    stopping = dict(clf.net_.callbacks_)["sklearn_stopping"]
+    best = max(range(clf.n_iter_), key=lambda i: clf.validation_scores_[i])
+    assert best < clf.n_iter_ - 1  # stopped after epochs worse than the best
+    restore = dict(clf.net_.callbacks_)["sklearn_best_weights"]
     for name, tensor in clf.net_.module_.state_dict().items():
-        torch.testing.assert_close(tensor, stopping.best_state_[name])
+        torch.testing.assert_close(tensor, restore.best_state_[name])
+    # the restored weights score the best epoch's validation accuracy
+    assert clf.net_.history[best, "valid_acc_best"]
 
 
 def test_validation_set_too_small_is_explained(iris):
@@ -275,7 +280,7 @@ def test_partial_fit_runs_one_epoch_per_call(iris):
     assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 31
     assert clf.t_ == 50 + 30 * 150
     assert clf.score(X, y) > 0.8
-    with pytest.raises(ValueError, match="not seen in fit"):
+    with pytest.raises(ValueError, match="`y` has classes not in"):
         clf.partial_fit(X[:3], [0, 1, 7])
 
 

@@ -15,6 +15,7 @@ from skorch.callbacks import Callback
 from threadpoolctl import threadpool_limits
 
 import sknn._parallel as par
+import sknn._threads as th
 from sknn import MLPClassifierTorch
 
 
@@ -48,7 +49,7 @@ def _fit_with_caller_threads(X, y, caller_threads):
     # does not apply: the limit seen comes from the worker's budget
     clf = _tiny_fit(X, y, hidden=(400,))
     return (_threads_seen(clf), torch.get_num_threads(),
-            int(os.environ["OMP_NUM_THREADS"]), par._cpu_count())
+            int(os.environ["OMP_NUM_THREADS"]), par.cpu_count())
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_fit_in_loky_worker_uses_the_worker_thread_limit_and_restores(small):
 
 def test_fit_scope_in_caller_process_keeps_torch_setting(restore_torch_threads):
     torch.set_num_threads(3)
-    with par.fit_threads() as n_threads:
+    with th.fit_threads() as n_threads:
         assert n_threads == 3
         assert torch.get_num_threads() == 3
     assert torch.get_num_threads() == 3
@@ -87,7 +88,7 @@ def test_fit_scope_in_caller_process_keeps_torch_setting(restore_torch_threads):
 def test_fit_scope_honours_threadpoolctl_limit_of_caller(restore_torch_threads):
     torch.set_num_threads(2)
     with threadpool_limits(limits=1, user_api="openmp"):
-        with par.fit_threads() as n_threads:
+        with th.fit_threads() as n_threads:
             assert n_threads == 1
             assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == 2
@@ -95,15 +96,15 @@ def test_fit_scope_honours_threadpoolctl_limit_of_caller(restore_torch_threads):
 
 def test_threads_restored_when_fit_fails(small, restore_torch_threads, monkeypatch):
     X, y = small
-    monkeypatch.setattr(par, "_in_joblib_worker", lambda: True)
-    monkeypatch.setattr(par, "_cpu_count", lambda: 4)
+    monkeypatch.setattr(par, "in_joblib_worker", lambda: True)
+    monkeypatch.setattr(par, "cpu_count", lambda: 4)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     torch.set_num_threads(4)
     with pytest.raises(RuntimeError, match="boom"):
-        with par.fit_threads() as n_threads:
+        with th.fit_threads() as n_threads:
             assert n_threads == 4 and torch.get_num_threads() == 4
-            with par.fit_threads() as inner:
+            with th.fit_threads() as inner:
                 # two fits at once in one process (threading backend) share
                 assert inner == 2 and torch.get_num_threads() == 2
                 raise RuntimeError("boom")
@@ -122,15 +123,15 @@ def test_threads_restored_when_fit_fails(small, restore_torch_threads, monkeypat
 )
 def test_fit_thread_count(monkeypatch, restore_torch_threads, in_worker, env,
                           cores, concurrent, current, expected):
-    monkeypatch.setattr(par, "_in_joblib_worker", lambda: in_worker)
-    monkeypatch.setattr(par, "_cpu_count", lambda: cores)
+    monkeypatch.setattr(par, "in_joblib_worker", lambda: in_worker)
+    monkeypatch.setattr(par, "cpu_count", lambda: cores)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     if env is None:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", env)
     torch.set_num_threads(current)
-    assert par.fit_thread_count(concurrent) == expected
+    assert th.fit_thread_count(concurrent) == expected
 
 
 # -------------------------------------------------------------------- device
@@ -215,12 +216,12 @@ def test_loky_workers_round_robin_by_process_number():
 def test_cuda_cache_released_after_fit_only_when_cuda_in_use(monkeypatch):
     calls = []
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append(1))
-    with par.fit_threads():
+    with th.fit_threads():
         pass
     assert calls == []  # a CPU-only process never touches CUDA
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     with pytest.raises(RuntimeError, match="fit failed"):
-        with par.fit_threads():
+        with th.fit_threads():
             raise RuntimeError("fit failed")
     assert calls == [1]  # released after a failed fit too
 
@@ -288,14 +289,14 @@ def test_dask_worker_budget_and_index_from_worker_threads(
         name = 1
         state = State()
 
-    monkeypatch.setattr(par, "_dask_worker", lambda: Worker())
-    monkeypatch.setattr(par, "_cpu_count", lambda: 8)
+    monkeypatch.setattr(par, "dask_worker", lambda: Worker())
+    monkeypatch.setattr(par, "cpu_count", lambda: 8)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     torch.set_num_threads(8)
     # two task threads may fit at once: 8 cores // 2
-    assert par.fit_thread_count(1) == 4
+    assert th.fit_thread_count(1) == 4
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the dask nanny exports
-    assert par.fit_thread_count(1) == 1
+    assert th.fit_thread_count(1) == 1
     # worker 1 with 2 threads: its main thread is worker slot 1 * 2 + 0
     assert par.worker_index() == 2

@@ -126,3 +126,41 @@ def test_saved_file_has_ordinary_permissions(fitted, tmp_path):
     finally:
         os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_pickle_carries_the_weights_not_the_training_state(digits, early_stopping):
+    X, y = digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifierTorch((256,), max_iter=3, random_state=0, device="cpu",
+                                 early_stopping=early_stopping).fit(X, y)
+    weight_bytes = sum(p.numel() * 4 for p in clf.net_.module_.parameters())
+    buffer = io.BytesIO()
+    joblib.dump(clf, buffer)
+    # Adam's two moments and the coefs_ copies would triple it
+    assert len(buffer.getvalue()) < 1.1 * weight_bytes + 60_000
+    assert clf.net_.optimizer_.state  # the fitted model itself keeps training state
+    loaded = round_trip(clf)
+    assert loaded.net_.optimizer_.state == {}
+    assert all("batches" not in row for row in loaded.net_.history)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    for ours, theirs in zip(loaded.coefs_, clf.coefs_):
+        np.testing.assert_array_equal(ours, theirs)
+    assert loaded.net_.module is loaded.net_.module_
+
+
+def test_loaded_cnn_predicts_and_keeps_training(digits):
+    from sknn import CNNClassifier
+
+    X, y = digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = CNNClassifier(conv_filters=(4,), dense_layer_sizes=(8,), max_iter=2,
+                            random_state=0, device="cpu").fit(X, y)
+        loaded = round_trip(clf)
+        np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+        loss = loaded.loss_
+        for _ in range(3):
+            loaded.partial_fit(X, y)
+    assert loaded.loss_ < loss

@@ -33,8 +33,7 @@ def test_binary_uses_one_sigmoid_output():
     assert encoder.loss_family == "bce"
     encoded = encoder.transform(["yes", "no"])
     assert encoded.dtype == np.float32 and encoded.shape == (2, 1)
-    proba = encoder.proba_from_outputs(np.array([[0.8], [0.1]]))
-    np.testing.assert_allclose(proba, [[0.2, 0.8], [0.9, 0.1]])
+    proba = np.array([[0.2, 0.8], [0.9, 0.1]])  # predict_proba's two columns
     assert encoder.inverse_transform(proba).tolist() == ["yes", "no"]
 
 
@@ -85,9 +84,12 @@ def test_classes_parameter_covers_unseen_labels():
     assert encoder.kind_ == "multiclass"
 
 
-def test_single_class_is_an_error():
-    with pytest.raises(ValueError, match="at least 2 classes"):
-        TargetEncoder().fit([4, 4, 4])
+def test_single_class_is_binary_and_always_predicted():
+    # scikit-learn's MLPClassifier fits a single class and predicts it
+    encoder = TargetEncoder().fit([4, 4, 4])
+    assert encoder.kind_ == "binary" and encoder.n_outputs_ == 1
+    assert encoder.transform([4, 4]).tolist() == [[0.0], [0.0]]
+    assert encoder.inverse_transform([[0.1, 0.9], [0.7, 0.3]]).tolist() == [4, 4]
 
 
 def test_continuous_target_is_an_error():

@@ -1,0 +1,398 @@
+"""The pickle-free format: round trips that predict identically and keep
+training, loads that run no pickle, and clear refusals of bad files."""
+
+import hashlib
+import json
+import os
+import pickle
+import sys
+import zipfile
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from _pixel_scaler_stub import pixel_scaler
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    LabelBinarizer,
+    MaxAbsScaler,
+    MinMaxScaler,
+    Normalizer,
+    RobustScaler,
+    StandardScaler,
+)
+from skorch.callbacks import EpochScoring
+
+import sknn
+from sknn import CNNClassifier, MLPClassifierTorch
+from sknn._safe import SafeFormatError
+
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+]
+
+#: history and result attributes a loaded estimator must carry over
+FITTED = ("classes_", "n_features_in_", "n_iter_", "loss_", "loss_curve_",
+          "best_loss_", "validation_scores_", "best_validation_score_", "t_",
+          "n_outputs_", "out_activation_", "history_", "n_layers_")
+
+
+@pytest.fixture(scope="module")
+def raw_digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:500], y[:500]
+
+
+def mlp(**params):
+    params = {"hidden_layer_sizes": (16,), "max_iter": 3, "random_state": 0,
+              "device": "cpu", **params}
+    return MLPClassifierTorch(**params)
+
+
+@pytest.fixture(scope="module")
+def pipe(raw_digits):
+    X, y = raw_digits
+    labels = np.array(["zero", "one", "two"])[y % 3]
+    model = Pipeline([("scaler", StandardScaler()), ("pca", PCA(20)), ("clf", mlp(
+        hidden_layer_sizes=(24, 12), batch_norm=True, dropout=0.2,
+        class_weight={"zero": 2.0, "one": 1.0, "two": 1.0}))])
+    return model.fit(X, labels), X, labels
+
+
+@pytest.fixture()
+def path(tmp_path):
+    return tmp_path / "model.sknn"
+
+
+def no_code_load(path, monkeypatch):
+    """sknn.load with pickle, joblib, numpy's and torch's loaders made to fail."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("loading called a pickle-based loader")
+
+    with monkeypatch.context() as patch:
+        for module, name in [(pickle, "load"), (pickle, "loads"),
+                             (pickle, "Unpickler"), (torch, "load"),
+                             (joblib, "load"), (np, "load")]:
+            patch.setattr(module, name, refuse)
+        return sknn.load(path)
+
+
+def assert_same_model(loaded, model, X):
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert type(loaded) is type(model)
+    assert repr(loaded.get_params()) == repr(model.get_params())
+    estimator = loaded[-1] if isinstance(loaded, Pipeline) else loaded
+    original = model[-1] if isinstance(model, Pipeline) else model
+    for name in FITTED:
+        assert repr(getattr(estimator, name)) == repr(getattr(original, name)), name
+    for a, b in zip(estimator.coefs_, original.coefs_):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
+
+
+def test_pipeline_round_trip_runs_no_pickle(pipe, path, monkeypatch):
+    model, X, _ = pipe
+    assert sknn.save(model, path) == path
+    loaded = no_code_load(path, monkeypatch)
+    assert_same_model(loaded, model, X)
+    assert loaded["clf"].device_ == "cpu"
+    assert loaded["clf"].target_encoder_.kind_ == "multiclass"
+
+
+def test_file_is_a_zip_of_json_and_safetensors(pipe, path):
+    from safetensors.numpy import load as load_safetensors
+
+    model, _, _ = pipe
+    sknn.save(model, path)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.namelist() == ["sknn.json", "arrays.safetensors"]
+        document = json.loads(archive.read("sknn.json"))
+        arrays = load_safetensors(archive.read("arrays.safetensors"))
+    assert document["format"] == "sknn-safe"
+    assert document["model"]["steps"][2][1]["__object__"] == "sknn.MLPClassifierTorch"
+    for key, tensor in model["clf"].net_.module_.state_dict().items():
+        np.testing.assert_array_equal(arrays[f"model/steps/2/module/{key}"],
+                                      tensor.numpy())
+    # no optimizer state: the weights, batch-norm statistics, scaler and PCA
+    n_weights = sum(t.numel() for t in model["clf"].net_.module_.state_dict().values())
+    assert sum(a.size for a in arrays.values()) < n_weights + 5 * 64 + 20 * 64 + 100
+
+
+def test_every_json_tag_round_trips_its_type():
+    from sknn._safe import _Reader, _Writer
+
+    value = {
+        "tuple": (1, (2.5, "a"), None), "list": [True, False],
+        "nan": float("nan"), "inf": float("-inf"), "int64": np.int64(7),
+        "float32": np.float32(0.1), "bool": np.bool_(True),
+        "dtype": np.dtype("float64"), "unicode": np.array(["ab", "c"]),
+        "objects": np.array(["x", "yz"], dtype=object),
+        "uint8": np.arange(6, dtype=np.uint8).reshape(2, 3),
+        "int-keys": {0: 1.0, 3: 2.0}, "__dunder": 1,
+    }
+    writer = _Writer()
+    document = json.loads(json.dumps(writer.encode(value, "v"), allow_nan=False))
+    decoded = _Reader(writer.arrays).decode(document)
+    assert decoded.keys() == value.keys()
+    for key, original in value.items():
+        got = decoded[key]
+        assert type(got) is type(original), key
+        if isinstance(original, np.ndarray):
+            assert got.dtype == original.dtype and got.shape == original.shape
+            np.testing.assert_array_equal(got, original)
+        elif key != "nan":
+            assert got == original, key
+    assert np.isnan(decoded["nan"])
+
+
+def test_dataframe_feature_names_and_early_stopping_history(raw_digits, path,
+                                                            monkeypatch):
+    X, y = raw_digits
+    frame = pd.DataFrame(X).add_prefix("pixel")
+    model = mlp(early_stopping=True, n_iter_no_change=np.inf).fit(frame, y)
+    sknn.save(model, path)
+    loaded = no_code_load(path, monkeypatch)
+    assert_same_model(loaded, model, frame)
+    np.testing.assert_array_equal(loaded.feature_names_in_, model.feature_names_in_)
+    assert loaded.n_iter_no_change == np.inf
+
+
+@pytest.mark.parametrize("target", ["onehot", "multilabel", "binary-bool"])
+def test_target_kinds_round_trip(raw_digits, path, monkeypatch, target):
+    X, y = raw_digits
+    Y = {"onehot": lambda: LabelBinarizer().fit_transform(y),
+         "multilabel": lambda: np.stack([y % 2, y > 4], axis=1),
+         "binary-bool": lambda: y % 2 == 0}[target]()
+    model = make_pipeline(MinMaxScaler(), mlp()).fit(X, Y)
+    sknn.save(model, path)
+    assert_same_model(no_code_load(path, monkeypatch), model, X)
+
+
+def test_cnn_round_trip(raw_digits, path, monkeypatch):
+    X, y = raw_digits
+    images = (X.reshape(-1, 8, 8) * 15).astype(np.uint8)
+    cnn = CNNClassifier(conv_filters=(4, (6, 6)), dense_layer_sizes=(8,),
+                        batch_norm=True, max_iter=2, batch_size=64, random_state=0,
+                        device="cpu", augment={"rotation_range": 5}).fit(images, y)
+    sknn.save(cnn, path)
+    loaded = no_code_load(path, monkeypatch)
+    np.testing.assert_array_equal(loaded.predict_proba(images),
+                                  cnn.predict_proba(images))
+    assert loaded.input_shape_ == cnn.input_shape_ == (8, 8, 1)
+    assert loaded.conv_filters == (4, (6, 6))
+    assert loaded.history_ == cnn.history_
+
+
+def test_every_supported_transformer_round_trips(raw_digits, path, monkeypatch):
+    X, y = raw_digits
+    model = make_pipeline(RobustScaler(), MaxAbsScaler(), MinMaxScaler((-1, 1)),
+                          Normalizer(), "passthrough", StandardScaler(),
+                          PCA(10, whiten=True), mlp()).fit(X, y)
+    sknn.save(model, path)
+    loaded = no_code_load(path, monkeypatch)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded[:-1].transform(X), model[:-1].transform(X))
+    assert loaded[2].feature_range == (-1, 1)
+
+
+def test_pixel_scaler_pipeline_round_trips(raw_digits, path, monkeypatch):
+    PixelScaler = pixel_scaler(monkeypatch)
+    X, y = raw_digits
+    images = (X.reshape(-1, 8, 8) * 15).astype(np.uint8)
+    model = Pipeline([("pixels", PixelScaler()), ("scaler", StandardScaler()),
+                      ("clf", mlp())]).fit(images, y)
+    sknn.save(model, path)
+    loaded = no_code_load(path, monkeypatch)
+    np.testing.assert_array_equal(loaded.predict_proba(images),
+                                  model.predict_proba(images))
+    assert loaded["pixels"].image_shape_ == model["pixels"].image_shape_
+
+
+def test_loaded_model_keeps_training(raw_digits, path):
+    X, y = raw_digits
+    model = make_pipeline(StandardScaler(), mlp(max_iter=15)).fit(X, y)
+    sknn.save(model, path)
+
+    loaded = sknn.load(path)
+    Xs = loaded[0].transform(X)
+    before = loaded[-1].coefs_[0].copy()
+    loaded[-1].partial_fit(Xs, y)
+    assert len(loaded[-1].loss_curve_) == len(model[-1].loss_curve_) + 1
+    assert not np.array_equal(loaded[-1].coefs_[0], before)
+
+    warm = sknn.load(path)
+    warm.set_params(mlpclassifiertorch__warm_start=True,
+                    mlpclassifiertorch__max_iter=1).fit(X, y)
+    fresh = make_pipeline(StandardScaler(), mlp(max_iter=1)).fit(X, y)
+    # one more epoch from the saved weights, not from a new initialisation
+    assert warm[-1].loss_ < min(fresh[-1].loss_, model[-1].loss_curve_[10])
+    assert warm[-1].loss_curve_[:-1] == model[-1].loss_curve_
+
+
+def test_save_is_atomic(pipe, path):
+    model, _, _ = pipe
+    sknn.save(model, path)
+    before = path.read_bytes()
+    bad = make_pipeline(FunctionTransformer(np.log1p), mlp())
+    bad.steps[-1] = ("mlp", model["clf"])
+    with pytest.raises(TypeError, match="FunctionTransformer"):
+        sknn.save(bad, path)
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == [path.name]
+
+
+def test_interrupted_write_leaves_the_old_file(pipe, path, monkeypatch):
+    import sknn._safe as safe
+
+    model, _, _ = pipe
+    sknn.save(model, path)
+    before = path.read_bytes()
+
+    def fail_half_way(f, text, arrays):
+        f.write(text[:100])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safe, "_write_archive", fail_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        sknn.save(model, path)
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == [path.name]
+
+
+def test_unsupported_models_and_parameters_are_refused(raw_digits, path):
+    X, y = raw_digits
+    with pytest.raises(NotFittedError):
+        sknn.save(mlp(), path)
+    with_callbacks = mlp(max_iter=1, callbacks=[EpochScoring("f1_macro")]).fit(X, y)
+    with pytest.raises(ValueError, match=r"set_params\(callbacks=None\)"):
+        sknn.save(with_callbacks, path)
+    seeded = mlp(max_iter=1, random_state=np.random.RandomState(0)).fit(X, y)
+    with pytest.raises(TypeError, match="random_state to an int"):
+        sknn.save(seeded, path)
+    nested = make_pipeline(make_pipeline(StandardScaler()), seeded)
+    with pytest.raises(TypeError, match="nested in another"):
+        sknn.save(nested, path)
+    search = GridSearchCV(mlp(max_iter=1), {"alpha": [1e-4]}, cv=2).fit(X, y)
+    with pytest.raises(TypeError, match="save its best_estimator_"):
+        sknn.save(search, path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        sknn.save(search.best_estimator_, path.parent / "missing" / "model.sknn")
+    assert not path.exists()
+
+
+def rewrite(path, edit_json=None, arrays=None, fix_checksum=True):
+    """Rewrite a saved file with its JSON edited, as a tamperer would."""
+    with zipfile.ZipFile(path) as archive:
+        text = archive.read("sknn.json")
+        arrays = archive.read("arrays.safetensors") if arrays is None else arrays
+        comment = archive.comment
+    if edit_json is not None:
+        edited = edit_json(text.decode()).encode()
+        assert edited != text, "the edit changed nothing"
+        text = edited
+    if fix_checksum:
+        comment = b"sknn-json-sha256:" + hashlib.sha256(text).hexdigest().encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("sknn.json", text)
+        archive.writestr("arrays.safetensors", arrays)
+        archive.comment = comment
+
+
+def edit_document(text, edit):
+    document = json.loads(text)
+    edit(document)
+    return json.dumps(document)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('"sklearn.decomposition.PCA"', '"os.system"'),
+     "names the class 'os.system', which the safe format does not load"),
+    (lambda t: t.replace('"sklearn.decomposition.PCA"',
+                         '"sklearn.preprocessing.FunctionTransformer"'),
+     "FunctionTransformer', which the safe format does not load"),
+    (lambda t: t.replace('"with_std": true', '"with_std": true, "func": "eval"'),
+     r"StandardScaler has no parameter\(s\) \['func'\]"),
+    (lambda t: edit_document(t, lambda doc: doc["model"]["steps"][2][1]["params"][
+        "hidden_layer_sizes"]["__tuple__"].__setitem__(0, 25)),
+     "the weights do not fit the network"),
+    (lambda t: edit_document(t, lambda doc: doc["model"]["steps"][2][1][
+        "attributes"].pop("target_encoder_")),
+     r"the estimator lacks \['target_encoder_'\]"),
+    (lambda t: edit_document(t, lambda doc: doc["model"]["steps"][0][1][
+        "attributes"].__setitem__("transform", 1)),
+     "StandardScaler cannot have an attribute 'transform'"),
+    (lambda t: t.replace('"format_version": 1', '"format_version": 99'),
+     "format_version 99"),
+    (lambda t: t[:-10], "is not valid JSON"),
+    (lambda t: t.replace('"__tuple__"', '"__pickle__"', 1), "unknown tag"),
+], ids=["os-system", "unknown-transformer", "extra-parameter", "wrong-shape",
+        "no-target-encoder", "shadowed-method", "future-version", "broken-json",
+        "unknown-tag"])
+def test_tampered_json_is_refused(pipe, path, edit, message):
+    model, _, _ = pipe
+    sknn.save(model, path)
+    rewrite(path, edit)
+    with pytest.raises(SafeFormatError, match=message):
+        sknn.load(path)
+
+
+def test_edited_or_swapped_members_fail_their_checksums(pipe, path, raw_digits):
+    model, _, _ = pipe
+    sknn.save(model, path)
+    rewrite(path, lambda t: t.replace('"zero"', '"nil"'), fix_checksum=False)
+    with pytest.raises(SafeFormatError, match="edited or corrupted"):
+        sknn.load(path)
+
+    other = path.parent / "other.sknn"
+    X, y = raw_digits
+    sknn.save(make_pipeline(StandardScaler(), PCA(20), mlp()).fit(X, y), other)
+    with zipfile.ZipFile(other) as archive:
+        foreign = archive.read("arrays.safetensors")
+    sknn.save(model, path)
+    rewrite(path, arrays=foreign)
+    with pytest.raises(SafeFormatError, match="changed or corrupted"):
+        sknn.load(path)
+
+
+def test_truncated_and_foreign_files_are_refused(pipe, path):
+    model, _, _ = pipe
+    sknn.save(model, path)
+    data = path.read_bytes()
+    for size in (len(data) // 2, len(data) - 30, 10):
+        path.write_bytes(data[:size])
+        with pytest.raises(SafeFormatError, match="truncated"):
+            sknn.load(path)
+    joblib.dump({"a": 1}, path)
+    with pytest.raises(SafeFormatError, match="looks like a pickle"):
+        sknn.load(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        sknn.load(path.parent / "nothing.sknn")
+
+
+def test_missing_extra_is_named(pipe, path, monkeypatch):
+    model, _, _ = pipe
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    with pytest.raises(ImportError, match=r"pip install 'sknn\[deploy\]'"):
+        sknn.save(model, path)
+    with pytest.raises(ImportError, match=r"pip install 'sknn\[deploy\]'"):
+        sknn.load(path)
+
+
+@pytest.mark.gpu
+def test_gpu_fitted_model_saves_and_loads_on_the_cpu(raw_digits, path):
+    X, y = raw_digits
+    model = mlp(device="cuda", batch_norm=True).fit(X, y)
+    sknn.save(model, path)
+    loaded = sknn.load(path)
+    assert loaded.device_ == "cpu" and loaded.device == "cuda"
+    np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X),
+                               atol=1e-5)

@@ -1,0 +1,157 @@
+"""The thread policy of a fit: the tuner's decisions with the clock faked, and
+the budget scope."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from sknn._threads import (
+    SMALL_BATCH_WORK,
+    ThreadTuner,
+    candidate_counts,
+    fit_threads,
+)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class FakeHistory:
+    def __init__(self):
+        self.records = []
+
+    def record(self, key, value):
+        self.records.append((key, value))
+
+
+@pytest.fixture
+def threads():
+    """Sets torch's threads for a test and restores them afterwards."""
+    before = torch.get_num_threads()
+
+    def set_budget(n):
+        torch.set_num_threads(n)
+
+    yield set_budget
+    torch.set_num_threads(before)
+
+
+def drive(tuner, seconds_per_batch, n_batches, device="cpu", rows=50):
+    """Run ``n_batches`` training batches through the tuner; each takes
+    ``seconds_per_batch(threads in use)`` on the tuner's fake clock. Returns
+    the thread count of each batch."""
+    net = SimpleNamespace(device=device, history=FakeHistory())
+    batch = (torch.zeros(rows, 2), torch.zeros(rows))
+    used = []
+    for _ in range(n_batches):
+        tuner.on_batch_begin(net, batch=batch, training=True)
+        used.append(torch.get_num_threads())
+        tuner.clock.now += seconds_per_batch(used[-1])
+        tuner.on_batch_end(net, batch=batch, training=True)
+    return used
+
+
+def new_tuner(budget_net_device="cpu"):
+    tuner = ThreadTuner(probe_batches=3, recheck_seconds=2.0, clock=FakeClock())
+    tuner.initialize()
+    tuner.on_train_begin(SimpleNamespace(device=budget_net_device))
+    return tuner
+
+
+def test_candidates_span_one_to_the_budget():
+    assert candidate_counts(1) == [1]
+    assert candidate_counts(2) == [1, 2]
+    assert candidate_counts(16) == [1, 4, 8, 16]
+
+
+def test_keeps_one_thread_when_the_other_core_is_busy(threads):
+    threads(2)
+    tuner = new_tuner()
+    # contention: two threads wait for a core another process holds
+    used = drive(tuner, lambda n: {1: 0.010, 2: 0.030}[n], 20)
+    assert used[:4] == [2] * 4 and used[4:8] == [1] * 4  # warm-up + 3 timed each
+    assert tuner.choice_ == 1 and used[8:] == [1] * 12
+    assert torch.get_num_threads() == 1
+
+
+def test_keeps_two_threads_when_they_are_faster(threads):
+    threads(2)
+    tuner = new_tuner()
+    used = drive(tuner, lambda n: {1: 0.010, 2: 0.006}[n], 20)
+    assert tuner.choice_ == 2 and used[8:] == [2] * 12
+
+
+def test_prefers_fewer_threads_within_the_margin(threads):
+    threads(2)
+    tuner = new_tuner()
+    drive(tuner, lambda n: {1: 0.0100, 2: 0.0098}[n], 10)  # 2% faster: not worth it
+    assert tuner.choice_ == 1
+
+
+def test_rechecks_and_follows_a_change_of_load(threads):
+    threads(2)
+    tuner = new_tuner()
+    drive(tuner, lambda n: {1: 0.010, 2: 0.030}[n], 10)  # busy machine
+    assert tuner.choice_ == 1
+    # the other process ends: two threads are faster now; within 2 s of
+    # batches the tuner measures again and switches
+    used = drive(tuner, lambda n: {1: 0.010, 2: 0.006}[n], 400)
+    assert tuner.choice_ == 2 and used[-1] == 2
+    first_probe = used.index(2)
+    assert 190 <= first_probe <= 210  # after recheck_seconds of 10 ms batches
+
+
+def test_ignores_validation_batches_and_other_devices(threads):
+    threads(2)
+    tuner = new_tuner()
+    net = SimpleNamespace(device="cpu", history=FakeHistory())
+    tuner.on_batch_begin(net, batch=None, training=False)
+    assert torch.get_num_threads() == 2 and len(tuner.queue_) == 8
+    gpu = new_tuner("cuda")
+    assert gpu.candidates_ == []
+    assert drive(gpu, lambda n: 0.01, 10) == [2] * 10
+
+
+def test_single_thread_budget_is_left_alone(threads):
+    threads(1)
+    tuner = new_tuner()
+    assert tuner.candidates_ == []
+    assert drive(tuner, lambda n: 0.01, 5) == [1] * 5
+
+
+def test_history_records_the_threads_in_use(threads):
+    threads(2)
+    tuner = new_tuner()
+    drive(tuner, lambda n: {1: 0.010, 2: 0.030}[n], 10)
+    net = SimpleNamespace(history=FakeHistory())
+    tuner.on_epoch_end(net)
+    assert net.history.records == [("threads", 1)]
+
+
+def test_small_batches_get_one_thread_and_the_setting_comes_back(threads):
+    threads(2)
+    with fit_threads(SMALL_BATCH_WORK - 1) as budget:
+        assert budget == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with fit_threads(SMALL_BATCH_WORK) as budget:
+        assert budget == 2
+        torch.set_num_threads(1)  # as the tuner may
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_real_fit_records_threads_and_restores_them(threads, digits):
+    from sknn import MLPClassifierTorch
+
+    threads(2)
+    X, y = digits
+    clf = MLPClassifierTorch(hidden_layer_sizes=(512,), max_iter=2, random_state=0,
+                             device="cpu").fit(X, y)
+    assert all(row["threads"] in (1, 2) for row in clf.net_.history)
+    assert torch.get_num_threads() == 2
