@@ -1,10 +1,12 @@
-"""The ``sknn`` command line: ``sknn train`` and ``sknn predict``.
+"""The ``sknn`` command line: ``sknn train``, ``sknn predict``, ``sknn export``.
 
 ``sknn train`` loads data (scikit-learn's digits by default, or an
 ``mnist.npz``, an MNIST IDX folder, an image folder or a CSV file), fits a
 Pipeline with a per-epoch progress bar, prints scikit-learn's classification
 report on a held-out split and saves the fitted Pipeline. ``sknn predict``
-loads that file and predicts image files or CSV rows.
+loads that file and predicts image files or CSV rows; ``sknn export`` writes
+it as ONNX or in sknn's pickle-free ``.sknn`` format. One function,
+:func:`load_model`, reads every model file, by its suffix.
 
 The saved Pipeline is the whole recipe: for images it starts with a
 :class:`~sknn.preprocessing.PixelScaler` (flattening, ``/ max_value``), for
@@ -163,7 +165,7 @@ def build_parser():
                     "(PyTorch via skorch) from the command line.")
     parser.add_argument("--version", action="version",
                         version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,predict}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,predict,export}")
     sub.required = True
 
     train = sub.add_parser(
@@ -249,7 +251,8 @@ def build_parser():
 
     output = train.add_argument_group("output")
     output.add_argument("--out", default="model.joblib", metavar="PATH",
-                        help="where to save the fitted Pipeline "
+                        help="where to save the fitted Pipeline: a .joblib "
+                             "file, or a .sknn file (sknn.save: no pickle) "
                              "(default: model.joblib)")
     output.add_argument("--plot", metavar="PATH",
                         help="save the learning curves to this image file")
@@ -264,7 +267,8 @@ def build_parser():
                     "MNIST). A line on stderr warns when an image differs "
                     "clearly from the training images.")
     predict.add_argument("--model", required=True, metavar="PATH",
-                         help="a model saved by 'sknn train --out'")
+                         help="a model saved by 'sknn train --out' (.joblib or "
+                              ".sknn) or written by 'sknn export --onnx'")
     predict.add_argument("inputs", nargs="+", metavar="INPUT",
                          help="image files, folders of images, or CSV files")
     predict.add_argument("--output", metavar="PATH",
@@ -275,6 +279,17 @@ def build_parser():
                               "digits for a model trained on light-on-dark "
                               "ones, such as MNIST and the digits)")
     _header_flags(predict)
+
+    export = sub.add_parser(
+        "export", help="write a saved model as ONNX or as a .sknn file",
+        description="Convert a model saved by 'sknn train' to ONNX (one graph "
+                    "for the whole Pipeline: 2-D float32 rows in, the labels "
+                    "and an (N, n_classes) probability tensor out) and/or to "
+                    "the pickle-free .sknn format. Needs sknn[deploy].")
+    export.add_argument("--model", required=True, metavar="PATH",
+                        help="a .joblib or .sknn model")
+    export.add_argument("--onnx", metavar="PATH", help="write an .onnx file here")
+    export.add_argument("--sknn", metavar="PATH", help="write a .sknn file here")
     return parser
 
 
@@ -287,9 +302,9 @@ def _model_format(path):
 def load_model(path):
     """Load a saved model; the file's suffix chooses the reader.
 
-    ``.sknn`` is read by ``sknn.load`` (safetensors and JSON, no pickle) and
-    ``.onnx`` by onnxruntime, where this sknn has them; anything else is a
-    joblib file. This is the one place ``sknn predict`` loads a model.
+    This is the one place the command loads a model: ``.sknn`` through
+    :func:`sknn.load` (JSON and safetensors, no pickle), ``.onnx`` through
+    onnxruntime, anything else (``.joblib``) through joblib.
 
     Parameters
     ----------
@@ -298,38 +313,42 @@ def load_model(path):
     Returns
     -------
     model : object
-        A fitted Pipeline or estimator with ``predict_proba`` and ``classes_``.
+        A fitted Pipeline or estimator with ``predict_proba`` and
+        ``classes_``, or for ``.onnx`` an :class:`OnnxModel`.
 
     Raises
     ------
-    InputError
-        If the file cannot be read as a model of its format.
+    InputError, FileNotFoundError, ValueError, ImportError
+        If the file cannot be read as a model of its format (one line each).
     """
     fmt = _model_format(path)
-    if fmt in (".sknn", ".onnx"):
+    if fmt != ".joblib" and not Path(path).is_file():
+        raise FileNotFoundError(f"The model file {str(path)!r} does not exist.")
+    if fmt == ".onnx":
+        return OnnxModel(path)
+    if fmt == ".sknn":
         import sknn
 
-        needed = "load" if fmt == ".sknn" else "to_onnx"
-        if not hasattr(sknn, needed):
-            raise InputError(
-                f"{str(path)!r}: this version of sknn cannot read {fmt} models "
-                "yet; save with 'sknn train --out model.joblib'")
-        if fmt == ".sknn":
-            model = sknn.load(path)
-        else:
-            model = _OnnxModel(path)
+        model = sknn.load(path)
     else:
         from sknn._persistence import load
 
-        model = load(path)
+        try:
+            model = load(path)
+        except (ModuleNotFoundError, AttributeError) as exc:
+            # a pickle names classes and modules of the versions that wrote it
+            raise InputError(
+                f"{str(path)!r} was saved by another version of sknn or of its "
+                f"dependencies ({_one_line(exc)}); retrain it, or load it with "
+                "that version and save it with sknn.save") from exc
     if not hasattr(model, "predict_proba") or not hasattr(model, "classes_"):
         raise InputError(f"{str(path)!r} does not hold a fitted classifier")
     return model
 
 
 def save_model(model, path):
-    """Save a fitted model, atomically; the suffix of ``path`` chooses the
-    format (``.sknn`` through ``sknn.save`` where available, else joblib)."""
+    """Save a fitted model atomically; the suffix of ``path`` chooses the
+    format: ``.sknn`` through :func:`sknn.save`, anything else joblib."""
     if _model_format(path) == ".sknn":
         import sknn
 
@@ -339,63 +358,158 @@ def save_model(model, path):
     return dump(model, path)
 
 
-def _check_out_path(path):
-    """Fail before training, not after, on a path the model cannot go to."""
+def _check_out_path(path, option="--out", formats=(".joblib", ".sknn")):
+    """Fail before the work, not after, on a path the model cannot go to."""
     path = Path(path)
     fmt = _model_format(path)
-    if fmt == ".onnx":
+    if fmt not in formats:
         raise InputError(
-            f"--out {str(path)!r}: sknn train saves .joblib (or .sknn) models; "
-            "convert one to ONNX with 'sknn export' where this sknn has it")
-    if fmt == ".sknn":
-        import sknn
-
-        if not hasattr(sknn, "save"):
-            raise InputError(f"--out {str(path)!r}: this version of sknn cannot "
-                             "write .sknn models yet; use a .joblib path")
-    folder = path.parent if str(path.parent) else Path(".")
+            f"{option} {str(path)!r}: this command writes "
+            f"{' or '.join(formats)} files"
+            + ("; make an ONNX file with 'sknn export --onnx'"
+               if fmt == ".onnx" else ""))
+    folder = path.parent
     if not folder.is_dir():
-        raise InputError(f"--out {str(path)!r}: the folder {str(folder)!r} does "
-                         "not exist")
+        raise InputError(f"{option} {str(path)!r}: the folder {str(folder)!r} "
+                         "does not exist")
     if path.is_dir():
-        raise InputError(f"--out {str(path)!r} is a folder; give a file name")
+        raise InputError(f"{option} {str(path)!r} is a folder; give a file name")
 
 
-class _OnnxModel:
-    """An ONNX classifier run by onnxruntime, with ``predict_proba`` and
-    ``classes_`` for ``sknn predict``: the graph takes 2-D float32 rows and
-    returns the labels and an (N, n_classes) probability tensor."""
+def _atomic_write(path, write, mode="wb"):
+    """Write a file through ``write(f)`` to a temporary file, then rename it."""
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({"newline": ""} if "b" not in mode else {})) as f:
+            write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+#: ONNX metadata key for what ``sknn predict`` needs to read files (JSON)
+ONNX_SPEC_KEY = "sknn.input_spec"
+
+
+class OnnxModel:
+    """An exported ONNX classifier run by onnxruntime, for ``sknn predict``.
+
+    The graph takes 2-D rows (float32, or uint8 for some image models) and
+    returns the labels and an (N, n_classes) probability tensor. ``spec_`` is
+    what :func:`input_spec` said about the model when ``sknn export`` wrote
+    the file (image size, pixel scale, CSV columns, classes), or None.
+    """
 
     def __init__(self, path):
         try:
             import onnxruntime
         except ImportError as exc:
-            raise InputError('reading .onnx models needs onnxruntime: pip install '
-                             '"sknn[deploy]"') from exc
+            raise ImportError('reading .onnx models needs onnxruntime: pip install '
+                              '"sknn[deploy]"') from exc
         try:
             self.session_ = onnxruntime.InferenceSession(
                 os.fspath(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise InputError(f"{str(path)!r} is not a readable ONNX model: "
-                             f"{str(exc).splitlines()[0]}") from exc
-        inputs = self.session_.get_inputs()
-        self.input_name_ = inputs[0].name
-        width = inputs[0].shape[1] if len(inputs[0].shape) == 2 else None
+                             f"{_one_line(exc)}") from exc
+        graph_input = self.session_.get_inputs()[0]
+        self.input_name_ = graph_input.name
+        self.input_dtype_ = np.uint8 if graph_input.type == "tensor(uint8)" \
+            else np.float32
+        width = graph_input.shape[-1] if graph_input.shape else None
+        meta = self.session_.get_modelmeta().custom_metadata_map
+        import json
+
+        self.spec_ = json.loads(meta[ONNX_SPEC_KEY]) if ONNX_SPEC_KEY in meta \
+            else None
+        if self.spec_ is not None:
+            self.spec_.setdefault("categories", {})
+            if self.spec_.get("image_shape"):
+                self.spec_["image_shape"] = tuple(self.spec_["image_shape"])
         self.n_features_in_ = width if isinstance(width, int) else None
-        self.classes_ = None
+        state = (self.spec_ or {}).get("pixel_scaler")
+        self.pixel_scaler_ = _pixel_scaler_from_spec(state) if state else None
 
-    def _run(self, X):
-        X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
-        labels, proba = self.session_.run(None, {self.input_name_: X})[:2]
-        return np.asarray(labels), np.asarray(proba, dtype=np.float64)
+    def labels_and_proba(self, X):
+        """(labels, probabilities) of X, from the graph's outputs; images
+        unlike the training images warn as the Pipeline's PixelScaler does."""
+        if self.pixel_scaler_ is not None:
+            self.pixel_scaler_.transform(X)  # for its warnings only
+        X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        outputs = self.session_.run(None, {self.input_name_:
+                                           X.astype(self.input_dtype_)})
+        return np.asarray(outputs[0]), np.asarray(outputs[1], dtype=np.float64)
 
-    def predict_proba(self, X):
-        labels, proba = self._run(X)
-        if self.classes_ is None:
-            # the graph's labels are classes_[argmax]: learn the order from them
-            self.classes_ = np.empty(proba.shape[1], dtype=labels.dtype)
-            self.classes_[np.argmax(proba, axis=1)] = labels
-        return proba
+
+def _onnx_spec(model):
+    """What :func:`input_spec` says about a model, as JSON for ONNX metadata,
+    with the PixelScaler's fitted statistics so that ``sknn predict`` warns
+    about unlike images for the ONNX file as for the Pipeline."""
+    import json
+
+    from sknn.preprocessing import PixelScaler
+
+    spec = dict(input_spec(model))
+    spec.pop("categories", None)
+    spec["classes"] = np.asarray(model.classes_).tolist()
+    first = model.steps[0][1] if hasattr(model, "steps") else None
+    if isinstance(first, PixelScaler):
+        spec["pixel_scaler"] = {
+            key: value for key, value in vars(first).items()
+            if key.endswith("_") and key != "feature_names_in_"}
+        spec["pixel_scaler"]["max_value"] = float(first.max_value)
+    return json.dumps(spec)
+
+
+def _pixel_scaler_from_spec(state):
+    """A fitted PixelScaler rebuilt from :func:`_onnx_spec`'s plain values."""
+    from sknn.preprocessing import PixelScaler
+
+    scaler = PixelScaler(max_value=state["max_value"])
+    for key, value in state.items():
+        if key.endswith("_"):
+            setattr(scaler, key, tuple(value) if isinstance(value, list) else value)
+    return scaler
+
+
+def export(args, out=None):
+    """Run ``sknn export`` with parsed arguments; returns the exit status."""
+    out = sys.stdout if out is None else out
+    if not args.onnx and not args.sknn:
+        raise InputError("give --onnx PATH and/or --sknn PATH")
+    if args.onnx:
+        _check_out_path(args.onnx, "--onnx", (".onnx",))
+    if args.sknn:
+        _check_out_path(args.sknn, "--sknn", (".sknn",))
+    model = load_model(args.model)
+    if isinstance(model, OnnxModel):
+        raise InputError(f"--model {args.model!r} is already an ONNX file; export "
+                         "from the .joblib or .sknn model")
+    if args.sknn:
+        save_model(model, args.sknn)
+        print(f"Saved {args.sknn} (sknn.save: JSON and safetensors, no pickle)",
+              file=out)
+    if args.onnx:
+        import sknn
+
+        onx = sknn.to_onnx(model)
+        entry = onx.metadata_props.add()
+        entry.key, entry.value = ONNX_SPEC_KEY, _onnx_spec(model)
+        _atomic_write(args.onnx, lambda f: f.write(onx.SerializeToString()))
+        graph_input = onx.graph.input[0]
+        print(f"Saved {args.onnx}: input {graph_input.name!r} (rows of "
+              f"{input_spec(model)['n_features']} values), outputs "
+              f"{[o.name for o in onx.graph.output]}", file=out)
+    return 0
 
 
 # ----------------------------------------------------------------------- data
@@ -643,6 +757,11 @@ def train(args, out=None):
     if args.plot:
         _check_plot_path(args.plot)
     data = load_data(args)
+    if _model_format(args.out) == ".sknn" and not data.is_image \
+            and _feature_kinds(data.X, args.data)[1]:
+        raise InputError(
+            f"--out {args.out!r}: the .sknn format cannot hold the one-hot "
+            "encoder that the text columns need; save a .joblib file")
     classes, counts = np.unique(data.y.astype(str) if data.y.dtype == object
                                 else data.y, return_counts=True)
     if len(classes) < 2:
@@ -709,6 +828,9 @@ def input_spec(model):
     """
     from sknn.preprocessing import PixelScaler
 
+    if isinstance(model, OnnxModel):
+        return model.spec_ or {"kind": "table", "feature_names": None, "text": [],
+                               "categories": {}, "n_features": model.n_features_in_}
     first = model.steps[0][1] if hasattr(model, "steps") else model
     if isinstance(first, PixelScaler):
         return {"kind": "image", "image_shape": first.image_shape_,
@@ -746,9 +868,21 @@ def _expand_inputs(inputs):
     return paths
 
 
-def _best(model, proba):
-    best = np.argmax(proba, axis=1)
-    return np.asarray(model.classes_)[best], proba[np.arange(len(best)), best]
+def _labels_and_probs(model, X):
+    """The predicted label of each row of X, its probability, and the
+    messages of the warnings the model gave (an image unlike the training
+    images, for instance)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if isinstance(model, OnnxModel):
+            labels, proba = model.labels_and_proba(X)
+            best = proba.max(axis=1)
+        else:
+            proba = model.predict_proba(X)
+            index = np.argmax(proba, axis=1)
+            labels = np.asarray(model.classes_)[index]
+            best = proba[np.arange(len(index)), index]
+    return labels, best, [str(w.message) for w in caught]
 
 
 def _warn_line(path, message):
@@ -781,11 +915,8 @@ def _predict_images(model, spec, paths, invert):
         if invert:
             image = 1.0 - image
         pixels = image[np.newaxis] * np.float32(spec["max_value"])
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            proba = model.predict_proba(pixels)
-        for w in caught:
-            message = str(w.message)
+        label, prob, messages = _labels_and_probs(model, pixels)
+        for message in messages:
             if "-on-" in message and not invert:
                 message = message.rstrip(".") + "; sknn predict --invert does that."
             _warn_line(path, message)
@@ -794,7 +925,6 @@ def _predict_images(model, spec, paths, invert):
             _warn_line(path, f"the model was trained on {height}x{width} images; "
                              f"this image is {original[0]}x{original[1]}, "
                              f"stretched to {height}x{width}")
-        label, prob = _best(model, proba)
         rows.append((str(path), label[0], float(prob[0])))
     return rows
 
@@ -875,12 +1005,10 @@ def _predict_csv(model, spec, path, header):
         X = X.to_numpy(dtype=np.float32)
     else:
         X = _table_features(frame, spec, path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        proba = model.predict_proba(X)
-    for w in caught:
-        _warn_line(path, str(w.message))
-    return _best(model, proba)
+    labels, probs, messages = _labels_and_probs(model, X)
+    for message in messages:
+        _warn_line(path, message)
+    return labels, probs
 
 
 def predict(args, out=None):
@@ -909,7 +1037,7 @@ def predict(args, out=None):
         rows = _predict_images(model, spec, images, args.invert)
         if args.output:
             table = pd.DataFrame(rows, columns=["path", "prediction", "probability"])
-            _write_csv(table, args.output)
+            _write_table(table, args.output)
             print(f"Wrote {len(table)} predictions to {args.output}", file=out)
         else:
             for path, label, prob in rows:
@@ -918,7 +1046,7 @@ def predict(args, out=None):
         labels, probs = _predict_csv(model, spec, path, args.header)
         table = pd.DataFrame({"prediction": labels, "probability": probs})
         if args.output:
-            _write_csv(table, args.output)
+            _write_table(table, args.output)
             print(f"Wrote {len(table)} predictions for {path} to {args.output}",
                   file=out)
         else:
@@ -926,20 +1054,8 @@ def predict(args, out=None):
     return 0
 
 
-def _write_csv(table, path):
-    """Write a CSV atomically: a temporary file, then a rename."""
-    import tempfile
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
-                               prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            table.to_csv(f, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_table(table, path):
+    _atomic_write(path, lambda f: table.to_csv(f, index=False), mode="w")
 
 
 # ----------------------------------------------------------------------- main
@@ -980,9 +1096,9 @@ def main(argv=None):
         # warnings as one line each, without the source line that Python shows
         warnings.showwarning = _show_warning
         try:
-            if args.command == "train":
-                return train(args)
-            return predict(args)
+            command_function = {"train": train, "predict": predict,
+                                "export": export}[args.command]
+            return command_function(args)
         except (InputError, FileNotFoundError, IsADirectoryError, PermissionError,
                 NotADirectoryError, ValueError, ImportError) as exc:
             print(f"{command}: error: {_one_line(exc)}", file=sys.stderr)

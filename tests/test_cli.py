@@ -394,6 +394,70 @@ def test_train_cnn(tmp_path):
                                   model.predict(digits.data[:20]))
 
 
+# --------------------------------------------------- .sknn and ONNX files
+def test_export_and_predict_with_sknn_and_onnx_files(digits_model, digits,
+                                                     tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("safetensors")
+    _, out, _, _, _ = digits_model
+    status, stdout, stderr = _run_main(["export", "--model", out, "--onnx",
+                                        tmp_path / "m.onnx", "--sknn",
+                                        tmp_path / "m.sknn"])
+    assert status == 0, stderr
+    assert "input 'X' (rows of 64 values)" in stdout
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"d{i}.png")
+        _digit_png(paths[-1], digits.images[i])
+    answers = {}
+    for name in ("model.joblib", "m.sknn", "m.onnx"):
+        model = out if name == "model.joblib" else tmp_path / name
+        status, stdout, stderr = _run_main(["predict", "--model", model, *paths])
+        assert status == 0 and stderr == "", (name, stderr)
+        answers[name] = [line.split("\t") for line in stdout.strip().splitlines()]
+    labels = [[row[1] for row in rows] for rows in answers.values()]
+    assert labels[0] == labels[1] == labels[2]
+    probs = np.array([[float(row[2]) for row in rows] for rows in answers.values()])
+    np.testing.assert_allclose(probs[1:], probs[:1].repeat(2, axis=0), atol=2e-4)
+    # the ONNX file warns about a dark-on-light digit as the Pipeline does
+    inverted = tmp_path / "inverted.png"
+    _digit_png(inverted, digits.images[0], invert=True)
+    status, _, stderr = _run_main(["predict", "--model", tmp_path / "m.onnx",
+                                   inverted])
+    assert status == 0 and "this image is dark-on-light" in stderr
+
+
+def test_train_out_sknn_saves_the_pickle_free_format(tmp_path, digits):
+    pytest.importorskip("safetensors")
+    import sknn
+
+    out = tmp_path / "m.sknn"
+    status, stdout, stderr = _run_main(["train", "--epochs", 2, "--hidden", 16,
+                                        "--out", out, "--no-progress"])
+    assert status == 0, stderr
+    assert f"Saved the fitted Pipeline to {out}" in stdout
+    model = sknn.load(out)
+    assert isinstance(model["pixels"], PixelScaler)
+    assert model["pixels"].image_shape_ == (8, 8, 1)
+    assert model.predict(digits.images[:50]).shape == (50,)
+
+
+def test_table_model_as_onnx_reads_csv_columns(tmp_path):
+    pytest.importorskip("onnxruntime")
+    data = tmp_path / "data.csv"
+    _table().to_csv(data, index=False)
+    out, onnx = tmp_path / "m.joblib", tmp_path / "m.onnx"
+    assert _run_main(["train", "--data", data, "--target", "answer", "--epochs",
+                      2, "--out", out, "--no-progress"])[0] == 0
+    assert _run_main(["export", "--model", out, "--onnx", onnx])[0] == 0
+    new = tmp_path / "new.csv"
+    _table(7, seed=4)[["c", "b", "a"]].to_csv(new, index=False)  # other order
+    by_joblib = _run_main(["predict", "--model", out, new])[1]
+    by_onnx = _run_main(["predict", "--model", onnx, new])[1]
+    assert list(pd.read_csv(io.StringIO(by_joblib))["prediction"]) == list(
+        pd.read_csv(io.StringIO(by_onnx))["prediction"])
+
+
 # ---------------------------------------------- bad input, in fresh processes
 @pytest.fixture(scope="module")
 def bad_input_dir(tmp_path_factory, digits_model):
@@ -414,6 +478,8 @@ def bad_input_dir(tmp_path_factory, digits_model):
     frame.to_csv(folder / "gaps.csv", index=False)
     _table().to_csv(folder / "headerless.csv", index=False, header=False)
     _table().drop(columns=["c"]).to_csv(folder / "short.csv", index=False)
+    _table(text=True).to_csv(folder / "text.csv", index=False)
+    (folder / "junk.onnx").write_bytes(b"not a protobuf")
     dump(joblib.load(digits_model[1]), folder / "digits.joblib")
     status, _, _ = _run_main(["train", "--data", folder / "table.csv", "--target",
                               "answer", "--epochs", 1, "--out",
@@ -454,6 +520,16 @@ BAD_INPUT = {
                         "lacks the feature columns ['c']"),
     "pixels missing": (["predict", "--model", "digits.joblib", "short.csv"],
                        "expects 64 pixel columns"),
+    "export nothing": (["export", "--model", "digits.joblib"],
+                       "give --onnx PATH and/or --sknn PATH"),
+    "export suffix": (["export", "--model", "digits.joblib", "--onnx", "m.txt"],
+                      "writes .onnx files"),
+    "sknn with text": (["train", "--data", "text.csv", "--target", "answer",
+                        "--out", "m.sknn"], "cannot hold the one-hot encoder"),
+    "onnx junk": (["predict", "--model", "junk.onnx", "x.png"],
+                  "is not a readable ONNX model"),
+    "sknn missing": (["predict", "--model", "missing.sknn", "x.png"],
+                     "does not exist"),
 }
 
 
@@ -476,7 +552,8 @@ def _check_one_error_line(status, stderr, case, folder):
     assert status == 2, stderr
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr
-    assert lines[0].startswith(("sknn train: error: ", "sknn predict: error: "))
+    assert lines[0].startswith(("sknn train: error: ", "sknn predict: error: ",
+                                "sknn export: error: "))
     assert BAD_INPUT[case][1] in lines[0]
     # nothing was saved by a failed run
     assert not (folder / "m.onnx").exists()
@@ -533,7 +610,7 @@ def test_usage_errors_and_help():
     assert status == 2 and "positive integers" in stderr
     assert len(stderr.strip().splitlines()) == 1
     status, stdout, _ = _run_main(["--help"])
-    assert status == 0 and "{train,predict}" in stdout
+    assert status == 0 and "{train,predict,export}" in stdout
 
 
 # ---------------------------------------------------------------- persistence
