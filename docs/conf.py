@@ -10,7 +10,10 @@ as it does for the scripts themselves.
 
 import os
 import re
+import warnings
 from pathlib import Path
+
+from sklearn.exceptions import ConvergenceWarning
 
 import sknn
 
@@ -54,6 +57,8 @@ html_css_files = ["sknn.css"]
 html_show_sourcelink = False
 html_theme_options = {
     "navbar_align": "left",
+    # the five guides in the bar, the rest under "More"
+    "header_links_before_dropdown": 5,
     "show_toc_level": 2,
     "navigation_with_keys": False,
     "secondary_sidebar_items": ["page-toc", "sg_download_links",
@@ -63,8 +68,8 @@ html_theme_options = {
 }
 # the left sidebar lists a section's pages: the single pages have none
 html_sidebars = {page: [] for page in (
-    "index", "getting_started", "keras", "user_guide", "benchmarks",
-    "benchmarks_cnn", "parallel", "changelog")}
+    "index", "getting_started", "keras", "user_guide", "training", "deploying",
+    "benchmarks", "benchmarks_cnn", "parallel", "changelog")}
 
 # --------------------------------------------------------- sphinx-gallery
 sphinx_gallery_conf = {
@@ -90,6 +95,9 @@ sphinx_gallery_conf = {
 # the examples read these when sphinx-gallery runs them in this process
 os.environ.setdefault("SKNN_EXAMPLE_TINY", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ["SKNN_EXAMPLE_TINY"] == "1":
+    # one to three epochs always end at max_iter: not worth a line on the page
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 
 # ----------------------------------------------------------- docstrings

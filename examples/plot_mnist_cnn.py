@@ -56,8 +56,13 @@ for row in clf.history_:
 print(f"test accuracy: {clf.score(X_test, y_test):.4f}")
 
 # %%
-# Learning curves and the confusion matrix
-# ----------------------------------------
+# Learning curves
+# ---------------
 plot_history(clf)
+plt.show()
+
+# %%
+# The confusion matrix on the test images
+# ---------------------------------------
 ConfusionMatrixDisplay.from_estimator(clf, X_test, y_test)
 plt.show()

@@ -26,10 +26,6 @@ OWN_OBJECTS = [preprocessing.PixelScaler, datasets.load_digits_or_mnist,
                datasets.load_mnist, datasets.load_image_folder, datasets.load_csv,
                datasets.csv_has_header, plotting.plot_history, cli.main]
 
-PENDING = pytest.mark.xfail(strict=False,
-                            reason="docstring fix pending in _docstrings.py")
-
-
 @pytest.mark.parametrize("obj", OWN_OBJECTS, ids=lambda o: o.__name__)
 def test_no_doubled_braces_in_help(obj):
     assert "{{" not in pydoc.render_doc(obj, renderer=pydoc.plaintext)
@@ -76,8 +72,8 @@ def _built(page):
     "index.html", "keras.html", "user_guide.html", "getting_started.html",
     "generated/sknn.preprocessing.PixelScaler.html",
     "generated/sknn.datasets.load_digits_or_mnist.html",
-    pytest.param("generated/sknn.MLPClassifierTorch.html", marks=PENDING),
-    pytest.param("generated/sknn.CNNClassifier.html", marks=PENDING)])
+    "generated/sknn.MLPClassifierTorch.html",
+    "generated/sknn.CNNClassifier.html"])
 def test_built_pages_have_no_doubled_braces(page):
     assert "{{" not in _built(page)
 
