@@ -240,8 +240,9 @@ def build_parser():
                           "val_loss/val_accuracy every epoch, as Keras' "
                           "validation_split (default with --early-stopping: 0.1)")
     fit.add_argument("--patience", type=_positive_int, metavar="N",
-                     help="epochs without improvement before stopping "
-                          "(default: 10), Keras' EarlyStopping(patience=N)")
+                     help="scikit-learn's n_iter_no_change (default: 10): stop "
+                          "after N + 1 epochs in a row without improvement, "
+                          "Keras' EarlyStopping(patience=N + 1)")
     fit.add_argument("--device", default="auto",
                      help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     fit.add_argument("--seed", type=int, default=0, metavar="N",
