@@ -18,7 +18,7 @@ the same settings, translated where the two libraries differ (see
   scikit-learn's ``alpha`` is divided by the batch size: ``alpha = 2 * 0.01 *
   32 = 0.64``.
 
-Run in full (900 images, 40 epochs, about a minute on two cores), this
+Run in full (900 images, 40 epochs, under a minute on two cores), this
 reaches a test accuracy of 0.95 (0.88 to 0.96 over five values of
 ``random_state``); the literal translation (``alpha=0.01`` and
 scikit-learn's default momentum) reaches 0.88 on the same images.

@@ -92,3 +92,16 @@ def test_built_gallery_pages_show_figures(script):
     html = _built(f"auto_examples/{script}.html")
     figures = re.findall(r'src="[^"]*sphx_glr_' + script + r'_\d+\.png"', html)
     assert figures, "no figure on the page"
+
+
+@pytest.mark.parametrize("path", [ROOT / "README.md", DOCS / "getting_started.rst"],
+                         ids=lambda p: p.name)
+def test_mnist_training_comes_before_predicting_your_own_png(path):
+    """The 8x8 digits are no model for a user's digit: the text trains on
+    MNIST-style data first."""
+    lines = path.read_text().splitlines()
+    train = next(i for i, line in enumerate(lines)
+                 if "sknn train --data" in line and "mnist" in line.lower())
+    predict = next(i for i, line in enumerate(lines)
+                   if "sknn predict" in line and ".png" in line)
+    assert train < predict
