@@ -39,6 +39,8 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 #: exit status for an unexpected error (a bug: please report it)
 EXIT_INTERNAL = 1
+#: exit status when stdout's reader goes away (128 + SIGPIPE)
+EXIT_BROKEN_PIPE = 141
 
 DEFAULT_EPOCHS = 30
 
@@ -690,13 +692,15 @@ def build_pipeline(args, data):
     return Pipeline([("columns", columns), ("clf", clf)])
 
 
-def _fit_interruptibly(model, X, y):
-    """Fit; Ctrl-C becomes :class:`TrainingInterrupted`, whatever it left.
+def _fit_interruptibly(model, X, y, standalone=False, bar=False):
+    """Fit; Ctrl-C ends the command with status 130 and saves nothing.
 
-    The estimators catch a Ctrl-C to keep the model trained so far, as
-    scikit-learn does, and warn; a Ctrl-C in the middle of an epoch can also
-    surface as another error on the way out of ``fit``. The command saves
-    nothing either way, so it notes the signal itself.
+    In the ``sknn`` process itself (``standalone``) Ctrl-C during the fit
+    ends the process at once: nothing is being written then, and a
+    ``KeyboardInterrupt`` raised wherever the training loop happens to be can
+    be caught on its way (the estimators catch one to keep the model trained
+    so far, as scikit-learn does). When ``main`` is called from Python, it
+    raises :class:`TrainingInterrupted` instead.
     """
     from sklearn.exceptions import ConvergenceWarning
 
@@ -704,6 +708,12 @@ def _fit_interruptibly(model, X, y):
 
     def on_sigint(signum, frame):
         pressed.append(signum)
+        if standalone:
+            sys.stdout.flush()
+            # below the progress bar's line, not at its end
+            print(f"{chr(10) if bar else ''}sknn train: interrupted during "
+                  "training; nothing was saved", file=sys.stderr, flush=True)
+            os._exit(EXIT_INTERRUPTED)
         raise KeyboardInterrupt
 
     main_thread = threading.current_thread() is threading.main_thread()
@@ -712,7 +722,7 @@ def _fit_interruptibly(model, X, y):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             model.fit(X, y)
-    except Exception as exc:
+    except BaseException as exc:
         if pressed:
             raise TrainingInterrupted("during training") from exc
         raise
@@ -720,8 +730,7 @@ def _fit_interruptibly(model, X, y):
         if main_thread:
             signal.signal(signal.SIGINT, previous)
     clf = model[-1]
-    interrupted = bool(pressed) or getattr(getattr(clf, "net_", None),
-                                           "interrupted_", False)
+    interrupted = bool(pressed)
     for w in caught:
         if "interrupted by user" in str(w.message).lower():
             interrupted = True
@@ -748,9 +757,38 @@ def _stop_summary(clf, epochs, seconds, show_reason):
     return f"{ran}; stopped early: {reason}" if reason else ran
 
 
+class _KeepGoingOut:
+    """stdout for ``sknn train``: when its reader goes away (``sknn train |
+    head``), the report is dropped and training and saving go on."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def _drop(self):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self.stream.fileno())
+        except (AttributeError, OSError, ValueError):
+            pass  # not a real file: nothing will be flushed at exit
+        self.stream = open(os.devnull, "w")
+
+    def write(self, text):
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self._drop()
+            return len(text)
+
+    def flush(self):
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._drop()
+
+
 def train(args, out=None):
     """Run ``sknn train`` with parsed arguments; returns the exit status."""
-    out = sys.stdout if out is None else out
+    out = _KeepGoingOut(sys.stdout if out is None else out)
     from sklearn.metrics import accuracy_score, classification_report
     from sklearn.model_selection import train_test_split
 
@@ -781,7 +819,9 @@ def train(args, out=None):
     print(f"Model: {steps} -> {model[-1]!r}", file=out)
     out.flush()
     start = time.perf_counter()
-    _fit_interruptibly(model, X_train, y_train)
+    _fit_interruptibly(model, X_train, y_train,
+                       standalone=getattr(args, "standalone", False),
+                       bar=not args.no_progress)
     clf = model[-1]
     print(_stop_summary(clf, args.epochs, time.perf_counter() - start,
                         show_reason=args.no_progress), file=out)
@@ -1093,6 +1133,7 @@ def main(argv=None):
     except SystemExit as exc:  # --help, --version or a usage error
         return int(exc.code or 0)
     command = f"sknn {args.command}"
+    args.standalone = argv is None  # the sknn process itself, not a caller
     with warnings.catch_warnings():
         # warnings as one line each, without the source line that Python shows
         warnings.showwarning = _show_warning
@@ -1104,6 +1145,12 @@ def main(argv=None):
                 NotADirectoryError, ValueError, ImportError) as exc:
             print(f"{command}: error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        except BrokenPipeError:
+            # the reader of stdout went away (sknn predict ... | head): stop
+            # quietly, as other command-line tools do
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
         except (KeyboardInterrupt, TrainingInterrupted) as exc:
             detail = f" {exc}" if isinstance(exc, TrainingInterrupted) else ""
             saved = "; nothing was saved" if args.command == "train" else ""

@@ -605,6 +605,23 @@ def test_help_does_not_import_torch():
     assert proc.stdout.strip().splitlines()[-1] == "False"
 
 
+def test_a_closed_pipe_neither_loses_the_model_nor_prints_a_traceback(tmp_path):
+    """``sknn train | head -1`` still saves the model; ``sknn predict ... |
+    head -1`` stops quietly."""
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    for i in range(60):
+        Image.new("L", (8, 8), i).save(tmp_path / f"p{i:02d}.png")
+    script = (f"{sys.executable} -m sknn train --epochs 2 --hidden 8 --no-progress "
+              "--out m.joblib | head -1; echo train=${PIPESTATUS[0]}; "
+              f"{sys.executable} -m sknn predict --model m.joblib . | head -1; "
+              "echo predict=${PIPESTATUS[0]}")
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert "train=0" in proc.stdout and (tmp_path / "m.joblib").is_file()
+    assert "predict=0" in proc.stdout or "predict=141" in proc.stdout
+    assert "Traceback" not in proc.stderr and "error" not in proc.stderr
+
+
 def test_usage_errors_and_help():
     status, _, stderr = _run_main(["train", "--hidden", "a,b"])
     assert status == 2 and "positive integers" in stderr
