@@ -253,3 +253,34 @@ def test_image_data_generator_names_are_accepted():
     with pytest.raises(ValueError, match="rotation_range"):
         CNNClassifier(augment={"rescale": 1 / 255}, max_iter=1,
                       device="cpu").fit(X, y)
+
+
+def test_early_stopping_on_val_loss_with_skorchs_callback(digits):
+    """EarlyStopping(monitor='val_loss', patience=p, min_delta=d) is skorch's
+    EarlyStopping(monitor='valid_loss', patience=p, threshold=d,
+    threshold_mode='abs') in callbacks, with a validation set every epoch
+    (early_stopping=True) and scikit-learn's own rule switched off."""
+    from skorch.callbacks import EarlyStopping
+
+    X, y = digits
+    X, y = X[:300], y[:300]
+    common = dict(hidden_layer_sizes=(32,), learning_rate_init=0.02,
+                  early_stopping=True, validation_fraction=0.2,
+                  n_iter_no_change=np.inf, max_iter=40, random_state=0,
+                  device="cpu")
+    full = MLPClassifierTorch(**common).fit(X, y)
+    patience, min_delta = 3, 1e-3
+    best, wait, keras_stop = np.inf, 0, None
+    for epoch, row in enumerate(full.history_, start=1):
+        if row["val_loss"] + min_delta < best:
+            best, wait = row["val_loss"], 0
+        else:
+            wait += 1
+            if wait >= patience:
+                keras_stop = epoch
+                break
+    assert keras_stop is not None and keras_stop < 40
+    stopped = MLPClassifierTorch(callbacks=[EarlyStopping(
+        monitor="valid_loss", patience=patience, threshold=min_delta,
+        threshold_mode="abs")], **common).fit(X, y)
+    assert stopped.n_iter_ == keras_stop
