@@ -1,18 +1,23 @@
 """Sphinx configuration of the sknn documentation.
 
-Build (warnings are errors): ``sphinx-build -W -b html docs docs/_build/html``
-or ``bash docs/build.sh``. The example pages are generated from
-``examples/plot_*.py`` at build time (text cells and code, not executed).
+Build (warnings are errors): ``bash docs/build.sh``. sphinx-gallery runs every
+``examples/plot_*.py`` and puts its printed output and figures on its page,
+with a download of the script and of a notebook. ``docs/build.sh`` runs them
+in tiny mode (``SKNN_EXAMPLE_TINY=1``: seconds each) unless
+``SKNN_EXAMPLE_TINY=0`` is set; ``SKNN_MNIST`` chooses MNIST over the digits
+as it does for the scripts themselves.
 """
 
-import ast
+import os
 import re
+import warnings
 from pathlib import Path
+
+from sklearn.exceptions import ConvergenceWarning
 
 import sknn
 
 DOCS = Path(__file__).resolve().parent
-ROOT = DOCS.parent
 
 project = "sknn"
 author = "the sknn developers"
@@ -26,88 +31,76 @@ extensions = [
     "sphinx.ext.viewcode",
     "numpydoc",
     "myst_parser",
+    "sphinx_gallery.gen_gallery",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "README.md"]
+exclude_patterns = ["_build", "README.md", "auto_examples/*.ipynb",
+                    "auto_examples/*.py", "auto_examples/*.zip"]
 templates_path = ["_templates"]
 
 autosummary_generate = True
-# the estimators' own methods; scikit-learn's inherited and generated ones
-# (score, set_*_request, ...) point at labels of sklearn's own docs
-autodoc_default_options = {
-    "members": "fit, partial_fit, predict, predict_proba, predict_log_proba",
-}
+# the methods shown are listed in _templates/autosummary/class.rst: the
+# estimators' own; scikit-learn's inherited and generated ones (score,
+# set_*_request, ...) point at labels of sklearn's own docs
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 
 myst_heading_anchors = 3
-html_theme = "alabaster"
-html_theme_options = {"description": "scikit-learn neural networks on PyTorch"}
-html_static_path = []
 
-# ------------------------------------------------------------ example pages
-def _cells(code):
-    """(text, code) pairs of a script body split at its ``# %%`` lines."""
-    cells = []
-    for chunk in re.split(r"^# %%.*$", code, flags=re.MULTILINE):
-        lines = chunk.strip("\n").splitlines()
-        text = []
-        while lines and (lines[0].startswith("# ") or lines[0] == "#"):
-            text.append(lines.pop(0)[2:])
-        body = "\n".join(lines).strip("\n")
-        if text or body:
-            cells.append(("\n".join(text), body))
-    return cells
+# ------------------------------------------------------------------- theme
+html_theme = "pydata_sphinx_theme"
+html_title = f"sknn {release}"
+html_static_path = ["_static"]
+html_css_files = ["sknn.css"]
+html_show_sourcelink = False
+html_theme_options = {
+    "navbar_align": "left",
+    # the five guides in the bar, the rest under "More"
+    "header_links_before_dropdown": 5,
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "secondary_sidebar_items": ["page-toc", "sg_download_links",
+                                "sg_launcher_links"],
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
+}
+# the left sidebar lists a section's pages: the single pages have none
+html_sidebars = {page: [] for page in (
+    "index", "getting_started", "keras", "user_guide", "training", "deploying",
+    "benchmarks", "benchmarks_cnn", "parallel", "changelog")}
 
+# --------------------------------------------------------- sphinx-gallery
+sphinx_gallery_conf = {
+    "examples_dirs": str(DOCS.parent / "examples"),
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "within_subsection_order": "FileNameSortKey",
+    # link the names in the code to the API pages, and list each object's
+    # examples on its API page (the class template's minigallery)
+    "doc_module": ("sknn",),
+    "reference_url": {"sknn": None},
+    "backreferences_dir": "generated/backreferences",
+    "remove_config_comments": True,
+    "show_memory": False,
+    "min_reported_time": 0,
+    # a failing example fails the build (with -W, its warnings too)
+    "abort_on_example_error": True,
+    "only_warn_on_example_error": False,
+    "matplotlib_animations": False,
+    "download_all_examples": False,
+}
 
-def _example_page(script):
-    source = script.read_text()
-    module = ast.parse(source)
-    doc = ast.get_docstring(module, clean=True) or script.stem
-    body = source[source.index('"""', source.index('"""') + 3) + 3:]
-    parts = [f".. _example_{script.stem}:", "", doc.strip(), ""]
-    for text, code in _cells(body):
-        if text:
-            parts += [text, ""]
-        if code:
-            parts += [".. code-block:: python", ""]
-            parts += [f"    {line}" if line else "" for line in code.splitlines()]
-            parts.append("")
-    parts += [
-        "Run it", "------", "",
-        ".. code-block:: bash", "",
-        f"    python examples/{script.name}",
-        f"    SKNN_EXAMPLE_TINY=1 python examples/{script.name}  # seconds",
-        "",
-        f":download:`Download {script.name} <../../examples/{script.name}>`", "",
-    ]
-    return "\n".join(parts)
-
-
-def write_example_pages(app=None):
-    """docs/auto_examples/: an index and one page per examples/plot_*.py."""
-    out = DOCS / "auto_examples"
-    out.mkdir(exist_ok=True)
-    scripts = sorted((ROOT / "examples").glob("plot_*.py"))
-    readme = (ROOT / "examples" / "README.txt").read_text()
-    index = [".. _examples:", "", readme.strip(), "", ".. toctree::",
-             "   :maxdepth: 1", ""]
-    index += [f"   {s.stem}" for s in scripts]
-    pages = {"index.rst": "\n".join(index) + "\n"}
-    for script in scripts:
-        pages[f"{script.stem}.rst"] = _example_page(script)
-    for name, text in pages.items():
-        target = out / name
-        # rewrite only on change, so incremental builds stay incremental
-        if not target.exists() or target.read_text() != text:
-            target.write_text(text)
-    for stale in out.glob("plot_*.rst"):
-        if stale.name not in pages:
-            stale.unlink()
+# the examples read these when sphinx-gallery runs them in this process
+os.environ.setdefault("SKNN_EXAMPLE_TINY", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ["SKNN_EXAMPLE_TINY"] == "1":
+    # one to three epochs always end at max_iter: not worth a line on the page
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 
+# ----------------------------------------------------------- docstrings
 _TRAILING_UNDERSCORE = re.compile(r"\b([A-Za-z]\w*[A-Za-z0-9])_(?=[,)\]])")
 
 
@@ -122,6 +115,29 @@ def _escape_type_underscores(app, what, name, obj, options, lines):
             lines[i] = f"{head} : {escaped}"
 
 
+_TINY_NOTE = """
+.. note::
+
+   This page was built with ``SKNN_EXAMPLE_TINY=1``: the script ran on a few
+   hundred samples for one to three epochs, so the printed accuracies and the
+   curves show a quick run, not the tutorial's results: run the script
+   (without ``SKNN_EXAMPLE_TINY``) for those.
+"""
+
+
+def _note_tiny_runs(app, docname, source):
+    """Say on each gallery page when its output comes from a tiny run."""
+    if (os.environ.get("SKNN_EXAMPLE_TINY") != "1"
+            or not docname.startswith("auto_examples/plot_")):
+        return
+    text = source[0]
+    # after the page title, which has an overline and an underline of '='
+    match = re.search(r"^=+\n[^\n]+\n=+\n", text, flags=re.MULTILINE)
+    if match:
+        cut = match.end()
+        source[0] = text[:cut] + _TINY_NOTE + text[cut:]
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _escape_type_underscores, priority=100)
-    app.connect("builder-inited", write_example_pages)
+    app.connect("source-read", _note_tiny_runs)

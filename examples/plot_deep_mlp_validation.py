@@ -13,31 +13,24 @@ best epoch's weights are kept, as in scikit-learn).
 """
 
 # %%
-# Data: MNIST when present, else scikit-learn's digits
+# Data: MNIST when at hand, else scikit-learn's digits
 # ----------------------------------------------------
 import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
-from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sknn import MLPClassifierTorch
-from sknn.datasets import load_mnist
+from sknn.datasets import load_digits_or_mnist
 from sknn.plotting import plot_history
+from sknn.preprocessing import PixelScaler
 
 TINY = os.environ.get("SKNN_EXAMPLE_TINY") == "1"
-MNIST_DIR = Path(os.environ.get("SKNN_MNIST_DIR", Path(__file__).resolve().parents[2]
-                                / "shared" / "data" / "mnist"))
 
-if (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
-    (_, _), (images, y) = load_mnist(MNIST_DIR)
-    X = images.reshape(len(images), -1) / 255.0
-else:
-    digits = load_digits()
-    X, y = digits.data / 16.0, digits.target
+data = load_digits_or_mnist()
+X, y = data.images, data.target
 if TINY:
     X, _, y, _ = train_test_split(X, y, train_size=400, stratify=y, random_state=0)
 X_train, X_test, y_train, y_test = train_test_split(
@@ -47,6 +40,7 @@ X_train, X_test, y_train, y_test = train_test_split(
 # The network, with validation after each epoch
 # ---------------------------------------------
 model = make_pipeline(
+    PixelScaler(max_value=data.max_value),
     StandardScaler(),
     MLPClassifierTorch(hidden_layer_sizes=(256, 128, 64, 32), solver="adam",
                        learning_rate_init=0.01, batch_size=64,

@@ -18,11 +18,8 @@ cross-validated accuracy of each architecture.
 # ----
 # scikit-learn's 8 x 8 digits: 1,797 images, 64 pixels, 10 classes.
 import os
-import tempfile
 import warnings
-from pathlib import Path
 
-import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 from sklearn.datasets import load_digits
@@ -90,14 +87,7 @@ ax.set_ylabel("hidden_layer_sizes")
 ax.set_xlim(max(0.0, order["mean accuracy"].min() - 0.1), 1.0)
 ax.set_title("Architecture search on digits")
 fig.tight_layout()
-
-headless = matplotlib.get_backend().lower() in ("agg", "pdf", "svg", "ps", "cairo")
-if not headless:
-    plt.show()
-elif not TINY:
-    path = Path(tempfile.gettempdir()) / "sknn_grid_search.png"
-    fig.savefig(path, dpi=100)
-    print(f"plot saved to {path}")
+plt.show()
 
 # %%
 # The same search on a Dask cluster

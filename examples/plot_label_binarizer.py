@@ -15,27 +15,20 @@ string labels.
 # One-hot targets
 # ---------------
 import os
-from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import LabelBinarizer, StandardScaler
 
 from sknn import MLPClassifierTorch
-from sknn.datasets import load_mnist
+from sknn.datasets import load_digits_or_mnist
+from sknn.preprocessing import PixelScaler
 
 TINY = os.environ.get("SKNN_EXAMPLE_TINY") == "1"
-MNIST_DIR = Path(os.environ.get("SKNN_MNIST_DIR", Path(__file__).resolve().parents[2]
-                                / "shared" / "data" / "mnist"))
 
-if (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
-    (_, _), (images, digit) = load_mnist(MNIST_DIR)
-    X = images.reshape(len(images), -1) / 255.0
-else:
-    digits = load_digits()
-    X, digit = digits.data / 16.0, digits.target
+data = load_digits_or_mnist()  # MNIST when SKNN_MNIST names a copy, else digits
+X, digit = data.images, data.target
 names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven",
                   "eight", "nine"])
 labels = names[digit]
@@ -54,7 +47,7 @@ print(f"Y_train: shape {Y_train.shape}, first row {Y_train[0]} "
 # %%
 # Fit on the one-hot matrix, predict one-hot rows
 # -----------------------------------------------
-model = make_pipeline(StandardScaler(),
+model = make_pipeline(PixelScaler(max_value=data.max_value), StandardScaler(),
                       MLPClassifierTorch(hidden_layer_sizes=(128,),
                                          max_iter=3 if TINY else 20,
                                          random_state=0))

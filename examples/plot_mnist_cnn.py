@@ -9,37 +9,31 @@ pooling after the first two, a dense layer of 64 units and a 10-way softmax.
 (``conv_filters=(32, 64, 64)``, ``dense_layer_sizes=(64,)``) and takes the
 images in the Keras layout, ``(n_samples, height, width, channels)``.
 
-MNIST comes from ``../shared/data/mnist`` when present (28x28 images), else
-scikit-learn's 8x8 digits are used; ``padding='same'`` keeps the small images
-valid through the stack.
+The images come from :func:`~sknn.datasets.load_digits_or_mnist`: MNIST's
+28x28 digits when ``SKNN_MNIST`` names a copy, else scikit-learn's 8x8 digits;
+``padding='same'`` keeps the small images valid through the stack.
 """
 
 # %%
 # Images in the Keras (channels-last) layout
 # ------------------------------------------
 import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.datasets import load_digits
 from sklearn.metrics import ConfusionMatrixDisplay
 from sklearn.model_selection import train_test_split
 
 from sknn import CNNClassifier
-from sknn.datasets import load_mnist
+from sknn.datasets import load_digits_or_mnist
 from sknn.plotting import plot_history
 
 TINY = os.environ.get("SKNN_EXAMPLE_TINY") == "1"
-MNIST_DIR = Path(os.environ.get("SKNN_MNIST_DIR", Path(__file__).resolve().parents[2]
-                                / "shared" / "data" / "mnist"))
 
-if (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
-    (_, _), (images, y) = load_mnist(MNIST_DIR)
-    X = images[..., np.newaxis] / np.float32(255)  # (N, 28, 28, 1) in [0, 1]
-else:
-    digits = load_digits()
-    X, y = digits.images[..., np.newaxis] / np.float32(16), digits.target
+data = load_digits_or_mnist()
+# (N, height, width, 1) in [0, 1], as Keras' x_train[..., np.newaxis] / 255
+X = (data.images[..., np.newaxis] / data.max_value).astype(np.float32)
+y = data.target
 if TINY:
     X, _, y, _ = train_test_split(X, y, train_size=160, stratify=y, random_state=0)
 X_train, X_test, y_train, y_test = train_test_split(
@@ -62,8 +56,13 @@ for row in clf.history_:
 print(f"test accuracy: {clf.score(X_test, y_test):.4f}")
 
 # %%
-# Learning curves and the confusion matrix
-# ----------------------------------------
+# Learning curves
+# ---------------
 plot_history(clf)
+plt.show()
+
+# %%
+# The confusion matrix on the test images
+# ---------------------------------------
 ConfusionMatrixDisplay.from_estimator(clf, X_test, y_test)
 plt.show()

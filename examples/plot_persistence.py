@@ -8,6 +8,11 @@ Keras users call ``model.save`` and ``load_model``. A fitted sknn estimator
 it, and ``joblib.load`` in a fresh Python process gives back a model with
 identical predictions, with no need to rebuild the network first. A model
 fitted on a GPU loads on a CPU-only machine.
+
+Put every preparation step in the Pipeline, the pixel scaling included
+(:class:`~sknn.preprocessing.PixelScaler`), and the saved file is the whole
+recipe: the process that loads it feeds raw images, exactly as the loader
+returned them, with nothing to remember.
 """
 
 # %%
@@ -21,30 +26,24 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sknn import MLPClassifierTorch
-from sknn.datasets import load_mnist
+from sknn.datasets import load_digits_or_mnist
+from sknn.preprocessing import PixelScaler
 
 TINY = os.environ.get("SKNN_EXAMPLE_TINY") == "1"
-MNIST_DIR = Path(os.environ.get("SKNN_MNIST_DIR", Path(__file__).resolve().parents[2]
-                                / "shared" / "data" / "mnist"))
 
-if (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
-    (_, _), (images, y) = load_mnist(MNIST_DIR)
-    X = images.reshape(len(images), -1) / 255.0
-else:
-    digits = load_digits()
-    X, y = digits.data / 16.0, digits.target
+data = load_digits_or_mnist()  # MNIST when SKNN_MNIST names a copy, else digits
+X, y = data.images, data.target
 if TINY:
     X, _, y, _ = train_test_split(X, y, train_size=300, stratify=y, random_state=0)
 X_train, X_test, y_train, y_test = train_test_split(
     X, y, test_size=0.25, stratify=y, random_state=0)
 
-model = make_pipeline(StandardScaler(),
+model = make_pipeline(PixelScaler(max_value=data.max_value), StandardScaler(),
                       MLPClassifierTorch(hidden_layer_sizes=(64,),
                                          max_iter=3 if TINY else 20,
                                          random_state=0))
@@ -54,12 +53,14 @@ workdir = tempfile.TemporaryDirectory()
 model_path = Path(workdir.name) / "model.joblib"
 data_path = Path(workdir.name) / "X_test.npy"
 joblib.dump(model, model_path)
-np.save(data_path, X_test)
+np.save(data_path, X_test)  # raw images, not scaled
 print(f"saved {model_path.name}: {model_path.stat().st_size / 1024:.0f} KiB")
 
 # %%
 # Load and predict in a fresh Python process
 # ------------------------------------------
+# The new process imports neither sknn's classes nor any scaling code by hand:
+# the pickle names them, and the Pipeline scales the raw images itself.
 code = f"""
 import joblib, numpy as np
 model = joblib.load({str(model_path)!r})

@@ -1,7 +1,10 @@
-"""Loaders for the data the Keras tutorials use: MNIST and folders of images.
+"""Loaders for the data the Keras tutorials use: MNIST, folders of images and
+CSV tables.
 
 Nothing here downloads anything: each loader reads files that are already on
-disk and says which file is missing or unreadable when it cannot.
+disk and says which file is missing or unreadable when it cannot. What a
+loader returns is what the Pipelines ``sknn train`` saves take, so
+``joblib.load(path).predict(X)`` works on it directly.
 """
 
 import gzip
@@ -12,7 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_image_folder", "load_mnist"]
+__all__ = ["csv_has_header", "load_csv", "load_digits_or_mnist",
+           "load_image_folder", "load_mnist"]
+
+#: the environment variable :func:`load_digits_or_mnist` reads when no path is
+#: given: Keras' ``mnist.npz`` or a folder of the MNIST IDX files
+MNIST_ENV = "SKNN_MNIST"
 
 #: the four MNIST IDX files, (train images, train labels, test images, test labels)
 MNIST_FILES = {
@@ -79,7 +87,7 @@ def load_mnist(path):
     >>> X_test.shape, X_test.dtype  # doctest: +SKIP
     ((10000, 28, 28), dtype('uint8'))
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(
             f"load_mnist: {str(path)!r} does not exist. Pass Keras' mnist.npz or "
@@ -88,6 +96,87 @@ def load_mnist(path):
     if path.is_dir():
         return _load_mnist_idx_folder(path)
     return _load_mnist_npz(path)
+
+
+def load_digits_or_mnist(path=None, *, return_X_y=False):
+    """MNIST when a copy is at hand, else scikit-learn's 8x8 digits.
+
+    The gallery examples get their data here, so that each runs anywhere:
+    with MNIST where you have it (Keras caches it as
+    ``~/.keras/datasets/mnist.npz``), and with the digits that ship with
+    scikit-learn otherwise. Nothing is downloaded.
+
+    Parameters
+    ----------
+    path : str or path-like, default=None
+        Keras' ``mnist.npz`` or a folder of the MNIST IDX files, as
+        :func:`load_mnist` reads them. When None, the environment variable
+        ``SKNN_MNIST`` is read instead; when that is unset or empty, the
+        digits are loaded.
+    return_X_y : bool, default=False
+        Return ``(data, target)`` instead of a Bunch, as scikit-learn's
+        loaders do.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        With the fields
+
+        - ``images``: ndarray of shape (n_samples, height, width), the raw
+          pixel values (uint8 0-255 for MNIST, float 0-16 for the digits);
+        - ``data``: the same images flattened, (n_samples, height * width);
+        - ``target``: ndarray of shape (n_samples,), the digit of each image;
+        - ``max_value``: the value of a white pixel, 255.0 or 16.0, the
+          ``max_value`` a :class:`~sknn.preprocessing.PixelScaler` for them takes;
+        - ``source``: 'MNIST (<path>)' or 'scikit-learn digits'.
+
+        MNIST's training and test sets are concatenated (70,000 images, or
+        the 10,000 test images of a test-only folder).
+    (data, target) : tuple of ndarray
+        When ``return_X_y=True``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` (or ``SKNN_MNIST``) names a file or folder that does not
+        exist: a path that was asked for is never replaced by the digits.
+
+    Examples
+    --------
+    >>> from sknn.datasets import load_digits_or_mnist
+    >>> digits = load_digits_or_mnist()  # SKNN_MNIST unset: the 8x8 digits
+    >>> digits.images.shape, digits.max_value, digits.source
+    ((1797, 8, 8), 16.0, 'scikit-learn digits')
+    """
+    from sklearn.utils import Bunch
+
+    if path is None:
+        path = os.environ.get(MNIST_ENV) or None
+        origin = f"the {MNIST_ENV} environment variable"
+    else:
+        origin = "path"
+    if path is None:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        bunch = Bunch(images=digits.images, data=digits.data,
+                      target=digits.target, max_value=16.0,
+                      source="scikit-learn digits")
+    else:
+        path = Path(path).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"load_digits_or_mnist: {os.fspath(path)!r} (from {origin}) does "
+                "not exist. Give Keras' mnist.npz or a folder of the MNIST IDX "
+                f"files, or unset {MNIST_ENV} to use scikit-learn's digits.")
+        (X_train, y_train), (X_test, y_test) = load_mnist(path)
+        images = np.concatenate([X_train, X_test])
+        bunch = Bunch(images=images, data=images.reshape(len(images), -1),
+                      target=np.concatenate([y_train, y_test]), max_value=255.0,
+                      source=f"MNIST ({os.fspath(path)})")
+    if return_X_y:
+        return bunch.data, bunch.target
+    return bunch
 
 
 def _load_mnist_npz(path):
@@ -250,7 +339,7 @@ def image_files(root):
         Image files (suffix in ``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, any
         case), sorted by class name and then by file name.
     """
-    root = Path(root)
+    root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
             f"load_image_folder: {str(root)!r} is not a folder. Expected "
@@ -386,3 +475,144 @@ def load_image_folder(root, size=(32, 32), flatten=False, *, grayscale=False,
     if flatten:
         X = X.reshape(len(X), -1)
     return X, np.asarray(labels, dtype=str)
+
+
+# ------------------------------------------------------------------------ CSV
+def _is_number(text):
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def csv_has_header(path):
+    """Whether the first line of a CSV file is a header row.
+
+    The first line is data, not names, when some of its fields are numbers,
+    unless those numbers are the column positions 0, 1, 2, ... that pandas
+    writes for unnamed columns (``DataFrame(X).to_csv(path, index=False)``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The CSV file.
+
+    Returns
+    -------
+    has_header : bool
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read as text.
+    """
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            first = next(csv.reader(f), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a readable CSV file: {exc}") from exc
+    numbers = [i for i, field in enumerate(first) if _is_number(field.strip())]
+    if not numbers:
+        return True
+    positions = [first[i].strip() for i in numbers]
+    return positions == [str(i) for i in range(len(positions))]
+
+
+def load_csv(path, target="label", *, header="infer"):
+    """Read a CSV table: its feature columns and, optionally, its labels.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The CSV file.
+    target : str, int or None, default='label'
+        The label column: a column name, or a position (0 the first column,
+        -1 the last) when no column has that name, as in a file without a
+        header. None reads every column as a feature (files to predict).
+    header : {'infer', True, False}, default='infer'
+        Whether the first line holds the column names. 'infer' decides with
+        :func:`csv_has_header`. Without a header the columns are named by
+        their position: '0', '1', ...
+
+    Returns
+    -------
+    X : pandas.DataFrame
+        The feature columns, with string column names (numbers, text or
+        booleans as pandas reads them).
+    y : ndarray of shape (n_samples,) or None
+        The labels; None when ``target`` is None.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file is not a readable CSV table, has no such label column
+        (the message lists the columns), has rows without a label (the
+        message gives their line numbers), or has no feature column.
+
+    Examples
+    --------
+    >>> from sknn.datasets import load_csv
+    >>> X, y = load_csv("iris.csv", target="species")  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{os.fspath(path)!r}: no such CSV file")
+    if header not in ("infer", True, False):
+        raise ValueError(f"header must be 'infer', True or False; got {header!r}.")
+    if header == "infer":
+        header = csv_has_header(path)
+    try:
+        frame = pd.read_csv(path, header=0 if header else None)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError,
+            UnicodeDecodeError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a readable CSV file: {message}") from exc
+    frame.columns = [str(c) for c in frame.columns]
+    first_line = 2 if header else 1
+    if len(frame) == 0:
+        raise ValueError(f"{os.fspath(path)!r} holds no data rows.")
+    if target is None:
+        return frame, None
+    column = _target_column(frame, target, path, header)
+    y = frame[column]
+    missing = np.flatnonzero(y.isna().to_numpy())
+    if len(missing):
+        lines = ", ".join(str(i + first_line) for i in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ValueError(
+            f"{os.fspath(path)!r}: the label column {column!r} is empty on line"
+            f"{'s' if len(missing) > 1 else ''} {lines}{more}; fill in or remove "
+            "those rows.")
+    X = frame.drop(columns=[column])
+    if X.shape[1] == 0:
+        raise ValueError(f"{os.fspath(path)!r} has no feature columns besides the "
+                         f"label column {column!r}.")
+    return X, y.to_numpy()
+
+
+def _target_column(frame, target, path, header):
+    columns = list(frame.columns)
+    if str(target) in columns:
+        return str(target)
+    position = None
+    if isinstance(target, int) or (isinstance(target, str)
+                                   and target.lstrip("-").isdigit()):
+        position = int(target)
+    if position is not None and -len(columns) <= position < len(columns):
+        return columns[position]
+    shown = ", ".join(repr(c) for c in columns[:12])
+    more = ", ..." if len(columns) > 12 else ""
+    where = ("has no header row, so its columns are numbered 0 to "
+             f"{len(columns) - 1}" if not header else f"has the columns {shown}{more}")
+    raise ValueError(
+        f"{os.fspath(path)!r} has no label column {str(target)!r}; it {where}. "
+        "Name the label column (or give its position, -1 for the last).")

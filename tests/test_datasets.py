@@ -199,3 +199,109 @@ def test_load_image_folder_bad_options(tmp_path):
         load_image_folder(tmp_path, on_error="ignore")
     with pytest.raises(ValueError, match="size"):
         load_image_folder(tmp_path, size=(0, 4))
+
+
+# ------------------------------------------------------- load_digits_or_mnist
+def test_load_digits_or_mnist_falls_back_to_digits(monkeypatch):
+    from sknn.datasets import load_digits_or_mnist
+
+    monkeypatch.delenv("SKNN_MNIST", raising=False)
+    data = load_digits_or_mnist()
+    assert data.images.shape == (1797, 8, 8) and data.data.shape == (1797, 64)
+    assert data.max_value == 16.0 and data.source == "scikit-learn digits"
+    assert data.images.max() == 16
+    X, y = load_digits_or_mnist(return_X_y=True)
+    np.testing.assert_array_equal(X, data.data)
+    np.testing.assert_array_equal(y, data.target)
+
+
+def test_load_digits_or_mnist_reads_the_environment_variable(
+        tmp_path, mnist_arrays, monkeypatch):
+    from sknn.datasets import load_digits_or_mnist
+
+    _write_folder(tmp_path, mnist_arrays, gz=True)
+    monkeypatch.setenv("SKNN_MNIST", str(tmp_path))
+    data = load_digits_or_mnist()
+    (X_train, y_train), (X_test, y_test) = mnist_arrays
+    np.testing.assert_array_equal(data.images, np.concatenate([X_train, X_test]))
+    np.testing.assert_array_equal(data.target, np.concatenate([y_train, y_test]))
+    assert data.images.dtype == np.uint8 and data.data.shape == (10, 784)
+    assert data.max_value == 255.0 and data.source.startswith("MNIST (")
+    # an explicit path wins over the variable
+    monkeypatch.setenv("SKNN_MNIST", str(tmp_path / "elsewhere"))
+    assert len(load_digits_or_mnist(tmp_path).images) == 10
+
+
+def test_load_digits_or_mnist_never_replaces_a_missing_path(tmp_path, monkeypatch):
+    from sknn.datasets import load_digits_or_mnist
+
+    monkeypatch.setenv("SKNN_MNIST", str(tmp_path / "nope.npz"))
+    with pytest.raises(FileNotFoundError, match="SKNN_MNIST environment variable"):
+        load_digits_or_mnist()
+    with pytest.raises(FileNotFoundError, match="nope.npz"):
+        load_digits_or_mnist(tmp_path / "nope.npz")
+
+
+def test_load_digits_or_mnist_real_mnist(mnist_dir):
+    from sknn.datasets import load_digits_or_mnist
+
+    data = load_digits_or_mnist(mnist_dir)
+    assert data.images.shape[1:] == (28, 28) and len(data.images) >= 10000
+
+
+# ------------------------------------------------------------------------ CSV
+def test_csv_has_header(tmp_path):
+    from sknn.datasets import csv_has_header
+
+    cases = {"a,b,label\n1,2,x\n": True,
+             "0,1,2,label\n1,2,3,x\n": True,  # pandas' numbered columns
+             "5.1,3.5,setosa\n4.9,3.0,setosa\n": False,
+             "1,0,1\n0,1,0\n": False}
+    for i, (text, expected) in enumerate(cases.items()):
+        path = tmp_path / f"{i}.csv"
+        path.write_text(text)
+        assert csv_has_header(path) is expected, text
+
+
+def test_load_csv_keeps_the_first_row_of_a_headerless_file(tmp_path):
+    from sknn.datasets import load_csv
+
+    path = tmp_path / "iris.csv"
+    path.write_text("5.1,3.5,setosa\n4.9,3.0,setosa\n6.3,3.3,virginica\n")
+    X, y = load_csv(path, target=-1)
+    assert list(X.columns) == ["0", "1"] and len(X) == 3
+    assert list(y) == ["setosa", "setosa", "virginica"]
+    X, y = load_csv(path, target="2")
+    assert len(X) == 3
+    X, y = load_csv(path, target=None)
+    assert X.shape == (3, 3) and y is None
+    with pytest.raises(ValueError, match="no header row, so its columns are "
+                                         "numbered 0 to 2"):
+        load_csv(path)
+
+
+def test_load_csv_names_rows_without_a_label(tmp_path):
+    from sknn.datasets import load_csv
+
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,label\n1,2,x\n3,4,\n5,6,y\n7,8,\n")
+    with pytest.raises(ValueError, match=r"label column 'label' is empty on lines "
+                                         r"3, 5; fill in or remove"):
+        load_csv(path)
+
+
+def test_load_csv_errors(tmp_path):
+    from sknn.datasets import load_csv
+
+    with pytest.raises(FileNotFoundError, match="no such CSV file"):
+        load_csv(tmp_path / "missing.csv")
+    (tmp_path / "only.csv").write_text("label\nx\ny\n")
+    with pytest.raises(ValueError, match="no feature columns"):
+        load_csv(tmp_path / "only.csv")
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match=r"no label column 'species'; it has the "
+                                         r"columns 'a', 'b'"):
+        load_csv(tmp_path / "t.csv", target="species")
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00garbage\x00")
+    with pytest.raises(ValueError, match="not a readable CSV file"):
+        load_csv(tmp_path / "bin.csv")

@@ -44,6 +44,16 @@ def test_examples_folder_is_a_gallery():
         assert "# %%" in source, f"{script.name} has no '# %%' cells"
 
 
+def test_examples_get_their_digits_from_the_public_loader():
+    """One loader, never a development path or a copy of its logic."""
+    for script in SCRIPTS:
+        source = script.read_text()
+        for banned in ("load_mnist(", "shared", "SKNN_MNIST_DIR", "__file__"):
+            assert banned not in source, f"{script.name} uses {banned!r}"
+        if "mnist" in source.lower():  # MNIST where at hand: the one loader
+            assert "load_digits_or_mnist()" in source, script.name
+
+
 def _run(script, folder):
     env = dict(os.environ, SKNN_EXAMPLE_TINY="1", MPLBACKEND="Agg",
                PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -69,3 +79,19 @@ def test_example_runs_in_tiny_mode(script, runs):
     for text in EXPECTED.get(script.name, []):
         assert text in proc.stdout, f"{text!r} not printed:\n{proc.stdout}"
     assert list(folder.iterdir()) == [], "the example left files behind"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("SKNN_FULL_EXAMPLES") != "1",
+                    reason="a full example run takes a minute or more; set "
+                           "SKNN_FULL_EXAMPLES=1 to run it")
+def test_image_folder_example_reaches_090_in_full_mode(tmp_path):
+    """The Keras recipe, translated (momentum=0, alpha=2*lam*B), learns."""
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONWARNINGS="ignore")
+    env.pop("SKNN_EXAMPLE_TINY", None)
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "plot_image_folder.py")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    accuracy = float(proc.stdout.split("test accuracy:")[1].split()[0])
+    assert accuracy >= 0.9, proc.stdout
