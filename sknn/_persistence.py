@@ -15,17 +15,19 @@ from pathlib import Path
 import joblib
 
 
-def dump(obj, path, compress=3):
-    """Save ``obj`` to ``path`` with joblib, atomically.
+def atomic_write(path, write, mode="wb"):
+    """Write ``path`` through ``write(file)`` on a temporary file beside it,
+    flushed to disk, then renamed over ``path``: an error or an interruption
+    leaves neither a partial file nor a damaged earlier one.
 
     Parameters
     ----------
-    obj : object
-        A fitted estimator or Pipeline (anything joblib can pickle).
     path : str or path-like
         Destination file. Its folder must exist.
-    compress : int, default=3
-        joblib's compression level (0 to 9).
+    write : callable
+        Called with the open temporary file.
+    mode : {'wb', 'w'}, default='wb'
+        Binary or text (text is written with ``newline=''``).
 
     Returns
     -------
@@ -37,7 +39,7 @@ def dump(obj, path, compress=3):
     FileNotFoundError
         If the destination folder does not exist.
     Exception
-        Whatever pickling raised; the destination is then left untouched.
+        Whatever ``write`` raised; the destination is then left untouched.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
@@ -49,8 +51,8 @@ def dump(obj, path, compress=3):
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.",
                                     suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            joblib.dump(obj, f, compress=compress)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp creates the file private (0600); give it the permissions a
@@ -66,6 +68,26 @@ def dump(obj, path, compress=3):
             pass
         raise
     return path
+
+
+def dump(obj, path, compress=3):
+    """Save ``obj`` to ``path`` with joblib, atomically (:func:`atomic_write`).
+
+    Parameters
+    ----------
+    obj : object
+        A fitted estimator or Pipeline (anything joblib can pickle).
+    path : str or path-like
+        Destination file. Its folder must exist.
+    compress : int, default=3
+        joblib's compression level (0 to 9).
+
+    Returns
+    -------
+    path : pathlib.Path
+        The path written.
+    """
+    return atomic_write(path, lambda f: joblib.dump(obj, f, compress=compress))
 
 
 def load(path):

@@ -30,15 +30,14 @@ import importlib
 import inspect
 import json
 import math
-import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from sknn._onnx import require
+from sknn._persistence import atomic_write
 
 FORMAT = "sknn-safe"
 FORMAT_VERSION = 1
@@ -151,7 +150,7 @@ def save(model, path):
     arrays = safetensors_numpy.save(writer.arrays)
     document["arrays_sha256"] = hashlib.sha256(arrays).hexdigest()
     text = json.dumps(document, indent=1, allow_nan=False).encode("utf-8")
-    _atomic_write(path, lambda f: _write_archive(f, text, arrays))
+    atomic_write(path, lambda f: _write_archive(f, text, arrays))
     return path
 
 
@@ -173,29 +172,6 @@ def _write_archive(f, text, arrays):
         # weights do not compress; stored, they can be read in place
         archive.writestr(ARRAYS_MEMBER, arrays, compress_type=zipfile.ZIP_STORED)
         archive.comment = _DIGEST_PREFIX + hashlib.sha256(text).hexdigest().encode()
-
-
-def _atomic_write(path, write):
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it
-    over ``path``: an error leaves neither a partial file nor a damaged older
-    one. (The same recipe as ``sknn._persistence.dump``, for any writer.)"""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
-                                    prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 class _Writer:

@@ -239,6 +239,10 @@ class SknnNet(NeuralNetClassifier):
             sizes.append(len(batch[1]))
             self.history.record_batch(prefix + "_batch_size", sizes[-1])
             self.notify("on_batch_end", batch=batch, training=training, **step)
+            if self._ctrl_c_pressed():
+                # the Ctrl-C's KeyboardInterrupt was caught on its way (in a
+                # __del__, a callback's except clause...): stop here instead
+                raise KeyboardInterrupt
         rows = batches[first:first + len(sizes)]
         penalty = self.l2_penalty() if training else 0.0
         if deferred and losses:
@@ -251,6 +255,10 @@ class SknnNet(NeuralNetClassifier):
             self.history.record("train_acc", self._accuracy(outputs))
             self.history.record("train_samples", sum(sizes))
         self.history.record(prefix + "_batch_count", len(sizes))
+
+    def _ctrl_c_pressed(self):
+        pressed = self.__dict__.get("ctrl_c_pressed_")
+        return pressed is not None and pressed()
 
     def _defer_batch_losses(self):
         """Whether batch losses wait on the device until the epoch ends."""
@@ -680,10 +688,12 @@ def fit(est, X, y, weight, *, incremental, reset):
         work = est._batch_work(batch_size) if cpu else None
         try:
             with fit_threads(work), ctrl_c_watch() as pressed:
+                net.__dict__["ctrl_c_pressed_"] = pressed
                 net.partial_fit(train, None, epochs=epochs)
         finally:
             # the fitted net keeps neither the data nor the RNG
             _set_fit_params(net, train_split=None, iterator_train__generator=None)
+            net.__dict__.pop("ctrl_c_pressed_", None)
     set_fitted_attributes(est, incremental, pressed())
 
 
@@ -705,24 +715,25 @@ def set_fitted_attributes(est, incremental, interrupted):
     """scikit-learn's fitted attributes from the net and its history, and
     scikit-learn's warnings and errors at the end of a fit."""
     net = est.net_
-    history = net.history
+    # epochs that ran to their end: a Ctrl-C can stop one midway
+    history = [row for row in net.history if "train_loss" in row]
     est.n_iter_ = net.epochs_run_
     lbfgs_state = {}
     if est.solver == "lbfgs":
         lbfgs_state = net.optimizer_.state[net.optimizer_.param_groups[0]["params"][0]]
         est.n_iter_ = int(lbfgs_state.get("n_iter", 1))
     est.loss_curve_ = [float(row["train_loss"]) for row in history]
-    est.loss_ = est.loss_curve_[-1]
+    est.loss_ = est.loss_curve_[-1] if history else np.nan
     est.t_ = int(sum(row["train_samples"] for row in history))
     stopping = dict(net.callbacks_).get("sklearn_stopping")
     if est.early_stopping:
         est.best_loss_ = None
         est.validation_scores_ = [float(row["valid_acc"]) for row in history
                                   if "valid_acc" in row]
-        est.best_validation_score_ = max(est.validation_scores_)
+        est.best_validation_score_ = max(est.validation_scores_, default=-np.inf)
     else:
         est.best_loss_ = (stopping.best_ if stopping is not None
-                          else min(est.loss_curve_))
+                          else min(est.loss_curve_, default=np.inf))
         est.validation_scores_ = None
         est.best_validation_score_ = None
     est.n_outputs_ = est.target_encoder_.n_outputs_

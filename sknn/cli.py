@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sknn._persistence import atomic_write
 from sknn.datasets import IMAGE_EXTENSIONS, is_mnist_folder
 
 #: exit status for bad input (paths, formats, columns, parameter values)
@@ -379,26 +380,6 @@ def _check_out_path(path, option="--out", formats=(".joblib", ".sknn")):
         raise InputError(f"{option} {str(path)!r} is a folder; give a file name")
 
 
-def _atomic_write(path, write, mode="wb"):
-    """Write a file through ``write(f)`` to a temporary file, then rename it."""
-    import tempfile
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **({"newline": ""} if "b" not in mode else {})) as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 #: ONNX metadata key for what ``sknn predict`` needs to read files (JSON)
 ONNX_SPEC_KEY = "sknn.input_spec"
 
@@ -507,7 +488,7 @@ def export(args, out=None):
         onx = sknn.to_onnx(model)
         entry = onx.metadata_props.add()
         entry.key, entry.value = ONNX_SPEC_KEY, _onnx_spec(model)
-        _atomic_write(args.onnx, lambda f: f.write(onx.SerializeToString()))
+        atomic_write(args.onnx, lambda f: f.write(onx.SerializeToString()))
         graph_input = onx.graph.input[0]
         print(f"Saved {args.onnx}: input {graph_input.name!r} (rows of "
               f"{input_spec(model)['n_features']} values), outputs "
@@ -1096,7 +1077,7 @@ def predict(args, out=None):
 
 
 def _write_table(table, path):
-    _atomic_write(path, lambda f: table.to_csv(f, index=False), mode="w")
+    atomic_write(path, lambda f: table.to_csv(f, index=False), mode="w")
 
 
 # ----------------------------------------------------------------------- main

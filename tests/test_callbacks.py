@@ -455,3 +455,22 @@ def test_sknn_callbacks_can_be_replaced_or_removed_by_name(data):
     assert "thread_tuner" not in names and "sklearn_stopping" not in names
     assert "threads" not in clf.net_.history[-1]
     assert clf.best_loss_ == min(clf.loss_curve_)
+
+
+def test_ctrl_c_swallowed_on_its_way_still_stops_training(data):
+    class PressCtrlCAndSwallow(Callback):
+        """Presses Ctrl-C inside a try that swallows the KeyboardInterrupt."""
+
+        def on_batch_end(self, net, training=False, **kwargs):
+            if training and len(net.history) == 2 and not getattr(self, "done_", 0):
+                self.done_ = 1
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                except KeyboardInterrupt:
+                    pass
+
+    clf = MLPClassifierTorch(max_iter=10, random_state=0, device="cpu",
+                             batch_size=50, callbacks=[PressCtrlCAndSwallow()])
+    with pytest.warns(UserWarning, match="Training interrupted by user"):
+        clf.fit(*data)
+    assert clf.n_iter_ == 1  # the second epoch stopped at its first batch's end

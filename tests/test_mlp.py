@@ -228,9 +228,17 @@ def test_convergence_warning_at_max_iter(iris):
 
 
 def test_early_stopping_restores_best_validation_weights(digits):
+    class BestWeights(Callback):
+        """Copies the weights after each epoch that set a new best valid_acc."""
+
+        def on_epoch_end(self, net, **kwargs):
+            if net.history[-1, "valid_acc_best"]:
+                self.state_ = {k: v.clone()
+                               for k, v in net.module_.state_dict().items()}
+
     X, y = digits
     clf = fast(early_stopping=True, max_iter=100, n_iter_no_change=3,
-               learning_rate_init=0.01)
+               learning_rate_init=0.01, callbacks=[BestWeights()])
     clf.fit(X, y)
     assert clf.best_loss_ is None
     assert len(clf.validation_scores_) == clf.n_iter_ < 100
@@ -238,11 +246,11 @@ def test_early_stopping_restores_best_validation_weights(digits):
     assert {"val_loss", "val_accuracy"} <= set(clf.history_[-1])
     best = max(range(clf.n_iter_), key=lambda i: clf.validation_scores_[i])
     assert best < clf.n_iter_ - 1  # stopped after epochs worse than the best
-    restore = dict(clf.net_.callbacks_)["sklearn_best_weights"]
+    saved = dict(clf.net_.callbacks_)["BestWeights"].state_
     for name, tensor in clf.net_.module_.state_dict().items():
-        torch.testing.assert_close(tensor, restore.best_state_[name])
-    # the restored weights score the best epoch's validation accuracy
-    assert clf.net_.history[best, "valid_acc_best"]
+        torch.testing.assert_close(tensor, saved[name])
+    # the copy is freed once the module holds the best weights again
+    assert dict(clf.net_.callbacks_)["sklearn_best_weights"].best_state_ is None
 
 
 def test_validation_set_too_small_is_explained(iris):

@@ -8,7 +8,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from _pixel_scaler_stub import pixel_scaler
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
@@ -20,6 +19,7 @@ from sklearn.preprocessing import LabelBinarizer, MinMaxScaler, StandardScaler
 import sknn
 from sknn import CNNClassifier, MLPClassifierTorch
 from sknn._modules import ACTIVATIONS
+from sknn.preprocessing import PixelScaler
 
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),
@@ -188,8 +188,7 @@ def test_pipeline_refitted_by_grid_search(raw_digits):
     assert_agrees(search.best_estimator_, X)
 
 
-def test_pixel_scaler_pipeline(monkeypatch, raw_digits):
-    PixelScaler = pixel_scaler(monkeypatch)
+def test_pixel_scaler_pipeline(raw_digits):
     X, y = raw_digits
     images = (X.reshape(-1, 8, 8) * 15).astype(np.uint8)
     pipe = Pipeline([("pixels", PixelScaler()), ("scaler", StandardScaler()),

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _pixel_scaler_stub import pixel_scaler
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
@@ -33,6 +32,7 @@ from skorch.callbacks import EpochScoring
 import sknn
 from sknn import CNNClassifier, MLPClassifierTorch
 from sknn._safe import SafeFormatError
+from sknn.preprocessing import PixelScaler
 
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),
@@ -205,7 +205,6 @@ def test_every_supported_transformer_round_trips(raw_digits, path, monkeypatch):
 
 
 def test_pixel_scaler_pipeline_round_trips(raw_digits, path, monkeypatch):
-    PixelScaler = pixel_scaler(monkeypatch)
     X, y = raw_digits
     images = (X.reshape(-1, 8, 8) * 15).astype(np.uint8)
     model = Pipeline([("pixels", PixelScaler()), ("scaler", StandardScaler()),
