@@ -3,6 +3,7 @@
     python benchmarks/bench_cnn.py --part speed   # part 1 (~6 min here)
     python benchmarks/bench_cnn.py                # both parts
     python benchmarks/bench_cnn.py --quick        # a smoke run
+    python benchmarks/bench_cnn.py --part accuracy  # default net vs 'same'
 
 The net is the Keras CNN tutorial's Conv32-Pool-Conv64-Pool-Conv64-Dense64-Dense10
 (3x3 convolutions, padding 'valid', 93,322 parameters), trained with Adam (lr
@@ -342,6 +343,37 @@ def _names(text):
     return names
 
 
+def accuracy(args):
+    """Test accuracy of the default net and of padding='same', seeds 0-2."""
+    import numpy as np
+    import torch
+    from sklearn.exceptions import ConvergenceWarning
+
+    from sknn import CNNClassifier
+    from sknn.datasets import load_mnist
+
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    torch.set_num_threads(args.threads)
+    (X_train, y_train), (X_test, y_test) = load_mnist(MNIST_DIR)
+    X = np.concatenate([X_train, X_test])[..., None]
+    y = np.concatenate([y_train, y_test])
+    n_test = args.n_train // 4
+    train, test = slice(0, args.n_train), slice(args.n_train, args.n_train + n_test)
+    print("\n| padding | padding_ | parameters | test accuracy per seed | median |"
+          "\n|---|---|---|---|---|")
+    for padding in ("auto", "same"):
+        scores = []
+        for seed in range(3):
+            clf = CNNClassifier(padding=padding, batch_size=args.batch_sizes[0],
+                                max_iter=args.epochs, random_state=seed)
+            clf.fit(X[train], y[train])
+            scores.append(clf.score(X[test], y[test]))
+        print(f"| {padding!r} | {clf.padding_!r} | "
+              f"{_n_parameters(clf.net_.module_):,} | "
+              f"{', '.join(f'{v:.4f}' for v in scores)} | "
+              f"{statistics.median(scores):.4f} |", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speed-epochs", type=int, default=7,
@@ -349,7 +381,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of processes in part 2")
     parser.add_argument("--epochs", type=int, default=3,
-                        help="epochs of each process in part 2")
+                        help="epochs of each process in part 2, and of each "
+                             "fit of --part accuracy")
     parser.add_argument("--n-train", type=int, default=8000)
     parser.add_argument("--batch-sizes", type=_batch_sizes, default=[64, "auto"],
                         metavar="64,auto",
@@ -363,7 +396,8 @@ def main(argv=None):
     parser.add_argument("--malloc", choices=["default", "tuned"], default="default",
                         help="part 1 with glibc's malloc settings as they are, or "
                              "after sknn.malloc.tune_malloc()")
-    parser.add_argument("--part", choices=["speed", "allocator", "both"],
+    parser.add_argument("--part", choices=["speed", "allocator", "both",
+                                           "accuracy"],
                         default="both")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -387,6 +421,11 @@ def main(argv=None):
         print(f"\nPart 2: allocator, {args.rounds} rounds of one process per "
               f"system, {args.epochs} epochs each", flush=True)
         allocator(args)
+    if args.part == "accuracy":
+        print(f"\nAccuracy: {args.n_train} training and {args.n_train // 4} test "
+              f"images, {args.epochs} epochs, batch {args.batch_sizes[0]}, "
+              "random_state 0, 1, 2", flush=True)
+        accuracy(args)
     return 0
 
 
