@@ -10,8 +10,10 @@ pooling after the first two, a dense layer of 64 units and a 10-way softmax.
 images in the Keras layout, ``(n_samples, height, width, channels)``.
 
 The images come from :func:`~sknn.datasets.load_digits_or_mnist`: MNIST's
-28x28 digits when ``SKNN_MNIST`` names a copy, else scikit-learn's 8x8 digits;
-``padding='same'`` keeps the small images valid through the stack.
+28x28 digits when ``SKNN_MNIST`` names a copy, else scikit-learn's 8x8 digits.
+The default ``padding='auto'`` gives MNIST the tutorial's 'valid' 3x3
+convolutions (93,322 parameters) and pads the 8x8 digits ('same') so that they
+stay valid through the stack; ``padding_`` says which.
 """
 
 # %%

@@ -7,6 +7,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from sknn import _options
 from sknn._base import BaseTorchClassifier
 from sknn._docstrings import fill_doc
 
@@ -169,7 +170,7 @@ class CNNClassifier(BaseTorchClassifier):
         "pool_size": [Interval(Integral, 1, None, closed="left"), "array-like"],
         "dense_layer_sizes": ["array-like"],
         "input_shape": ["array-like", None],
-        "padding": [StrOptions({"auto", "same", "valid"})],
+        "padding": [StrOptions(set(_options.PADDINGS))],
         "pool_last": ["boolean"],
         "augment": [dict, None],
     }

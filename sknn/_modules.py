@@ -212,10 +212,6 @@ def conv_output_hw(height, width, blocks, kernel_size, pool_size, padding,
     return height, width
 
 
-#: CNNClassifier's padding options (its StrOptions constraint): 'same' and
-#: 'valid' as in Keras; 'auto' is 'valid' where the whole stack fits, else 'same'
-PADDINGS = ("auto", "same", "valid")
-
 #: 'auto' takes 'valid' only when the last feature map keeps at least this many
 #: rows and columns. At 1x1 the last convolution covers its whole input (a dense
 #: layer that has dropped the borders) and accuracy fell: on digits, 3 seeds,

@@ -19,3 +19,7 @@ STOCHASTIC_SOLVERS = ("adam", "sgd")
 
 #: training precisions: float32 weights throughout, autocast for the others
 PRECISIONS = ("float32", "bfloat16", "float16", "auto")
+
+#: CNN paddings: 'same' and 'valid' as in Keras; 'auto' is 'valid' where the
+#: whole stack fits the images, else 'same' (``sknn._modules.resolve_padding``)
+PADDINGS = ("auto", "same", "valid")
