@@ -129,24 +129,26 @@ class ThreadTuner(Callback):
     At the start of training, and again every ``recheck_seconds``, each count
     of :func:`candidate_counts` (the budget torch is set to) runs one warm-up
     training batch and then ``probe_batches`` timed ones; the count with the
-    smallest median time per sample is kept. A larger count is kept only when
-    it is faster by more than ``margin``, so that a fit never holds threads it
-    does not need. Each epoch records the count in use as ``threads`` in the
-    history. Nothing happens on other devices or with a budget of one thread.
+    smallest mean time per sample is kept. The mean, not the median: on a
+    shared machine the cost of extra threads is their stalls, the slow tail.
+    A larger count is kept only when it is faster by more than ``margin``, so
+    that a fit never holds threads it does not need. Each epoch records the
+    count in use as ``threads`` in the history. Nothing happens on other
+    devices or with a budget of one thread.
 
     Parameters
     ----------
-    probe_batches : int, default=3
+    probe_batches : int, default=4
         Timed batches per candidate count.
     recheck_seconds : float, default=2.0
         Time between the end of one comparison and the start of the next.
-    margin : float, default=0.05
+    margin : float, default=0.1
         Relative speed-up a larger thread count must show to be kept.
     clock : callable, default=time.perf_counter
         Returns seconds; replaceable for tests.
     """
 
-    def __init__(self, probe_batches=3, recheck_seconds=2.0, margin=0.05,
+    def __init__(self, probe_batches=4, recheck_seconds=2.0, margin=0.1,
                  clock=time.perf_counter):
         self.probe_batches = probe_batches
         self.recheck_seconds = recheck_seconds
@@ -198,10 +200,10 @@ class ThreadTuner(Callback):
             self.next_probe_ = self.clock() + self.recheck_seconds
 
     def _choose(self):
-        medians = {n: sorted(t)[len(t) // 2] for n, t in self.timings_.items() if t}
-        best = min(medians.values())
+        means = {n: sum(t) / len(t) for n, t in self.timings_.items() if t}
+        best = min(means.values())
         # the fewest threads whose time is within margin of the fastest
-        self.choice_ = min(n for n, t in medians.items()
+        self.choice_ = min(n for n, t in means.items()
                            if t <= best * (1 + self.margin))
         if torch.get_num_threads() != self.choice_:
             torch.set_num_threads(self.choice_)

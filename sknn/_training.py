@@ -546,12 +546,24 @@ def _keep_training(net, est, batch_size, l2_coef, precision, incremental):
     current parameters, as scikit-learn's does."""
     net.batch_size = batch_size
     net.autocast_dtype, net.grad_scaler = precision
+    net.verbose = est.verbose
+    # sknn's callbacks keep their state (best score, counters, t) and take
+    # the estimator's current parameters (tol, n_iter_no_change...)
+    fitted = dict(net.callbacks_)
+    for name, fresh in _callbacks(est)["callbacks"]:
+        if name in fitted and type(fitted[name]) is type(fresh) and (
+                name.startswith("sklearn_") or name == "progress_bar"):
+            fitted[name].set_params(**fresh.get_params())
     if incremental:
         for group in net.optimizer_.param_groups:
             if group.get("weight_decay"):
                 group["weight_decay"] = l2_coef
         return
-    for key, value in optimizer_policy(est, l2_coef).items():
+    policy = optimizer_policy(est, l2_coef)
+    for key in [k for k in vars(net) if k.startswith("optimizer__")]:
+        if key not in policy:  # another solver's setting
+            delattr(net, key)
+    for key, value in policy.items():
         setattr(net, key, value)
     net.initialize_optimizer()
 

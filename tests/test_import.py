@@ -26,16 +26,28 @@ def test_estimators_import_clone_and_repr_without_torch():
     assert out == "[]"
 
 
-def test_command_line_help_without_torch():
+def test_command_line_help_without_torch_or_sklearn():
     out = run("""
         import contextlib, io, sys
         from sknn.cli import main
         with contextlib.redirect_stdout(io.StringIO()) as help_text:
             main(["--help"])
         assert "train" in help_text.getvalue()
-        print(sorted(m for m in ("torch", "skorch") if m in sys.modules))
+        print(sorted(m for m in ("torch", "skorch", "sklearn") if m in sys.modules))
     """)
     assert out == "[]"
+
+
+def test_import_sknn_imports_its_names_on_first_use():
+    out = run("""
+        import sys
+        import sknn
+        heavy = sorted(m for m in ("torch", "skorch", "sklearn", "onnx")
+                       if m in sys.modules)
+        assert "MLPClassifierTorch" in dir(sknn)
+        print(heavy, sknn.MLPClassifierTorch.__name__, "sklearn" in sys.modules)
+    """)
+    assert out == "[] MLPClassifierTorch True"
 
 
 def test_fitting_imports_torch_on_demand():

@@ -484,3 +484,21 @@ def test_warm_start_fit_takes_new_parameters(iris):
         sgd = fast(max_iter=3, warm_start=True, solver="sgd").fit(X, y)
         sgd.set_params(learning_rate_init=0.05).fit(X, y)
     assert sgd.net_.optimizer_.param_groups[0]["lr"] == 0.05
+
+
+def test_warm_start_takes_the_new_parameters(iris):
+    X, y = iris
+    clf = fast(max_iter=3, warm_start=True, solver="sgd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        stopping = dict(clf.net_.callbacks_)["sklearn_stopping"]
+        clf.set_params(tol=1e9, n_iter_no_change=2, max_iter=50)
+        clf.fit(X, y)
+    assert dict(clf.net_.callbacks_)["sklearn_stopping"] is stopping  # state kept
+    assert stopping.tol == 1e9 and clf.n_iter_ == 3  # the new tol stopped it
+    clf.set_params(solver="adam", tol=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)  # no SGD setting reaches Adam
+    assert isinstance(clf.net_.optimizer_, torch.optim.Adam)

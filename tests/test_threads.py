@@ -58,7 +58,8 @@ def drive(tuner, seconds_per_batch, n_batches, device="cpu", rows=50):
 
 
 def new_tuner(budget_net_device="cpu"):
-    tuner = ThreadTuner(probe_batches=3, recheck_seconds=2.0, clock=FakeClock())
+    tuner = ThreadTuner(probe_batches=3, recheck_seconds=2.0, margin=0.05,
+                        clock=FakeClock())
     tuner.initialize()
     tuner.on_train_begin(SimpleNamespace(device=budget_net_device))
     return tuner
@@ -155,3 +156,13 @@ def test_a_real_fit_records_threads_and_restores_them(threads, digits):
                              device="cpu").fit(X, y)
     assert all(row["threads"] in (1, 2) for row in clf.net_.history)
     assert torch.get_num_threads() == 2
+
+
+def test_stalls_count_against_more_threads(threads):
+    threads(2)
+    tuner = new_tuner()
+    # two threads: fast but for one stall in three batches (a busy machine);
+    # their median would win, their mean does not
+    stalls = iter([0.004, 0.004, 0.030] * 10)
+    drive(tuner, lambda n: 0.010 if n == 1 else next(stalls), 10)
+    assert tuner.choice_ == 1
