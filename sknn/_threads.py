@@ -118,6 +118,28 @@ def fit_threads(batch_work=None):
         _parallel.release_device_memory()
 
 
+def busy_elsewhere():
+    """Threads running now besides this one, machine-wide, or None where that
+    is not known: Linux's ``procs_running`` (/proc/stat) minus the caller.
+
+    Only where this process may run on every core the kernel counts: in a
+    container limited to a few cores of a large host, the host's runnable
+    threads say nothing about this container's share.
+    """
+    import os
+
+    try:
+        if len(os.sched_getaffinity(0)) != os.cpu_count():
+            return None
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("procs_running"):
+                    return max(int(line.split()[1]) - 1, 0)
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None
+
+
 def candidate_counts(budget):
     """The thread counts the tuner compares: 1, budget and up to two between."""
     return sorted({1, max(1, budget // 4), max(1, budget // 2), budget})
@@ -126,15 +148,25 @@ def candidate_counts(budget):
 class ThreadTuner(Callback):
     """Keep the fastest torch thread count while a CPU fit runs.
 
-    At the start of training, and again every ``recheck_seconds``, each count
-    of :func:`candidate_counts` (the budget torch is set to) runs one warm-up
-    training batch and then ``probe_batches`` timed ones; the count with the
+    Each count of :func:`candidate_counts` (up to the budget torch is set to)
+    runs, in turn, one warm-up batch and ``probe_batches`` timed training
+    batches, fewest threads first; a count whose batch takes ``alarm`` times
+    as long as fewer threads took is dropped at once, and so is a count
+    larger than the cores other threads leave free while one thread is timed
+    (``busy``, where the machine tells). The count with the
     smallest mean time per sample is kept. The mean, not the median: on a
     shared machine the cost of extra threads is their stalls, the slow tail.
     A larger count is kept only when it is faster by more than ``margin``, so
-    that a fit never holds threads it does not need. Each epoch records the
-    count in use as ``threads`` in the history. Nothing happens on other
-    devices or with a budget of one thread.
+    that a fit never holds threads it does not need.
+
+    The comparison runs at the start of training, again every
+    ``recheck_seconds``, and at once when a batch on more than one thread
+    takes ``alarm`` times the mean that count had when it was chosen: with
+    another process busy beside it, a 2-thread fit measured here ran either
+    about as fast as on one thread or, once its threads began to wait for
+    each other, 15-30 times slower, and that switch can come at any moment.
+    Each epoch records the count in use as ``threads`` in the history.
+    Nothing happens on other devices or with a budget of one thread.
 
     Parameters
     ----------
@@ -144,16 +176,24 @@ class ThreadTuner(Callback):
         Time between the end of one comparison and the start of the next.
     margin : float, default=0.1
         Relative speed-up a larger thread count must show to be kept.
+    alarm : float, default=3.0
+        A batch this many times slower than its count's mean starts a new
+        comparison at once (only above one thread).
     clock : callable, default=time.perf_counter
         Returns seconds; replaceable for tests.
+    busy : callable, default=busy_elsewhere
+        Returns the threads running elsewhere on the machine, or None when
+        unknown; replaceable for tests.
     """
 
     def __init__(self, probe_batches=4, recheck_seconds=2.0, margin=0.1,
-                 clock=time.perf_counter):
+                 alarm=3.0, clock=time.perf_counter, busy=busy_elsewhere):
         self.probe_batches = probe_batches
         self.recheck_seconds = recheck_seconds
         self.margin = margin
+        self.alarm = alarm
         self.clock = clock
+        self.busy = busy
 
     def initialize(self):
         self.candidates_ = []
@@ -170,10 +210,12 @@ class ThreadTuner(Callback):
             self._start_probe()
 
     def _start_probe(self):
-        # the current choice first: no switch until the others are timed
-        order = [self.choice_] + [n for n in self.candidates_ if n != self.choice_]
-        self.queue_ = [(n, i) for n in order for i in range(self.probe_batches + 1)]
+        # each count in turn, fewest threads first: a warm-up batch, then
+        # probe_batches timed ones
+        self.queue_ = [(n, timed) for n in self.candidates_
+                       for timed in [False] + [True] * self.probe_batches]
         self.timings_ = {n: [] for n in self.candidates_}
+        self.busy_seen_ = []
 
     def on_batch_begin(self, net, batch=None, training=False, **kwargs):
         if not training or not self.candidates_:
@@ -188,28 +230,55 @@ class ThreadTuner(Callback):
         if not training or not self.candidates_ or self.started_ is None:
             return
         now = self.clock()
+        per_sample = (now - self.started_) / _rows(batch)
         if not self.queue_:
-            if now >= self.next_probe_:
+            stalled = (self.choice_ > 1
+                       and per_sample > self.alarm * self.means_[self.choice_])
+            if stalled or now >= self.next_probe_:
                 self._start_probe()
             return
-        n_threads, index = self.queue_.pop(0)
-        if index > 0:  # the first batch at a new count warms it up
-            self.timings_[n_threads].append((now - self.started_) / _rows(batch))
+        n_threads, timed = self.queue_.pop(0)
+        if n_threads == 1:
+            busy = self.busy()
+            if busy is not None:
+                self.busy_seen_.append(busy)
+            if self.busy_seen_ and not any(n == 1 for n, _ in self.queue_):
+                # the cores left free while one thread ran (the median count)
+                free = _cpu_total() - sorted(self.busy_seen_)[
+                    len(self.busy_seen_) // 2]
+                self.queue_ = [item for item in self.queue_
+                               if item[0] <= max(free, 1)]
+        fewer = [sum(t) / len(t) for n, t in self.timings_.items()
+                 if n < n_threads and t]
+        if fewer and per_sample > self.alarm * min(fewer):
+            # far slower than fewer threads, warm-up or not: stop timing this
+            # count (under contention its batches can take 30 times longer)
+            self.timings_[n_threads].append(per_sample)
+            self.queue_ = [item for item in self.queue_ if item[0] != n_threads]
+        elif timed:
+            self.timings_[n_threads].append(per_sample)
         if not self.queue_:
             self._choose()
             self.next_probe_ = self.clock() + self.recheck_seconds
 
     def _choose(self):
-        means = {n: sum(t) / len(t) for n, t in self.timings_.items() if t}
-        best = min(means.values())
+        # counts left untried (no free core for them) are out of the running
+        self.means_ = {n: sum(t) / len(t) for n, t in self.timings_.items() if t}
+        best = min(self.means_.values())
         # the fewest threads whose time is within margin of the fastest
-        self.choice_ = min(n for n, t in means.items()
+        self.choice_ = min(n for n, t in self.means_.items()
                            if t <= best * (1 + self.margin))
         if torch.get_num_threads() != self.choice_:
             torch.set_num_threads(self.choice_)
 
     def on_epoch_end(self, net, **kwargs):
         net.history.record("threads", torch.get_num_threads())
+
+
+def _cpu_total():
+    import os
+
+    return os.cpu_count() or 1
 
 
 def _rows(batch):

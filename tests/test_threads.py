@@ -57,9 +57,9 @@ def drive(tuner, seconds_per_batch, n_batches, device="cpu", rows=50):
     return used
 
 
-def new_tuner(budget_net_device="cpu"):
+def new_tuner(budget_net_device="cpu", busy=lambda: None):
     tuner = ThreadTuner(probe_batches=3, recheck_seconds=2.0, margin=0.05,
-                        clock=FakeClock())
+                        alarm=2.0, clock=FakeClock(), busy=busy)
     tuner.initialize()
     tuner.on_train_begin(SimpleNamespace(device=budget_net_device))
     return tuner
@@ -75,8 +75,8 @@ def test_keeps_one_thread_when_the_other_core_is_busy(threads):
     threads(2)
     tuner = new_tuner()
     # contention: two threads wait for a core another process holds
-    used = drive(tuner, lambda n: {1: 0.010, 2: 0.030}[n], 20)
-    assert used[:4] == [2] * 4 and used[4:8] == [1] * 4  # warm-up + 3 timed each
+    used = drive(tuner, lambda n: {1: 0.010, 2: 0.018}[n], 20)
+    assert used[:4] == [1] * 4 and used[4:8] == [2] * 4  # warm-up + 3 timed each
     assert tuner.choice_ == 1 and used[8:] == [1] * 12
     assert torch.get_num_threads() == 1
 
@@ -106,6 +106,19 @@ def test_rechecks_and_follows_a_change_of_load(threads):
     assert tuner.choice_ == 2 and used[-1] == 2
     first_probe = used.index(2)
     assert 190 <= first_probe <= 210  # after recheck_seconds of 10 ms batches
+
+
+def test_a_stalled_batch_starts_a_new_comparison_at_once(threads):
+    threads(2)
+    tuner = new_tuner()
+    drive(tuner, lambda n: {1: 0.010, 2: 0.006}[n], 10)
+    assert tuner.choice_ == 2
+    # the threads start waiting for each other: 2 threads 20 times slower
+    used = drive(tuner, lambda n: {1: 0.010, 2: 0.120}[n], 12)
+    assert used[0] == 2  # the stalled batch
+    assert used[1:5] == [1] * 4  # compared at once: one thread first,
+    assert used[5] == 2 and used[6:] == [1] * 6  # two dropped after one batch
+    assert tuner.choice_ == 1
 
 
 def test_ignores_validation_batches_and_other_devices(threads):
@@ -158,11 +171,43 @@ def test_a_real_fit_records_threads_and_restores_them(threads, digits):
     assert torch.get_num_threads() == 2
 
 
+def test_a_far_slower_count_is_dropped_after_one_batch(threads):
+    threads(2)
+    tuner = new_tuner()
+    used = drive(tuner, lambda n: {1: 0.010, 2: 0.300}[n], 10)
+    assert used[:5] == [1, 1, 1, 1, 2] and used[5:] == [1] * 5
+    assert tuner.choice_ == 1
+
+
 def test_stalls_count_against_more_threads(threads):
     threads(2)
     tuner = new_tuner()
+    tuner.alarm = 10.0  # no count dropped here
     # two threads: fast but for one stall in three batches (a busy machine);
     # their median would win, their mean does not
-    stalls = iter([0.004, 0.004, 0.030] * 10)
+    stalls = iter([0.004, 0.004, 0.004, 0.025] * 10)
     drive(tuner, lambda n: 0.010 if n == 1 else next(stalls), 10)
     assert tuner.choice_ == 1
+
+
+def test_counts_beyond_the_free_cores_are_not_tried(threads, monkeypatch):
+    import sknn._threads as th
+
+    monkeypatch.setattr(th, "_cpu_total", lambda: 2)
+    threads(2)
+    # one other process runs all the time: no free core for a second thread
+    tuner = new_tuner(busy=lambda: 1)
+    used = drive(tuner, lambda n: {1: 0.010, 2: 0.004}[n], 10)
+    assert used == [1] * 10 and tuner.choice_ == 1
+    # a quiet machine: two threads are tried, and kept
+    threads(2)
+    tuner = new_tuner(busy=lambda: 0)
+    used = drive(tuner, lambda n: {1: 0.010, 2: 0.004}[n], 10)
+    assert used[4:8] == [2] * 4 and tuner.choice_ == 2
+
+
+def test_busy_elsewhere_reads_the_machine_or_says_none():
+    from sknn._threads import busy_elsewhere
+
+    busy = busy_elsewhere()
+    assert busy is None or (isinstance(busy, int) and busy >= 0)
