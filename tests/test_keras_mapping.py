@@ -62,6 +62,21 @@ def _keras_loop(clf, initial, X, y, *, optimizer, lam, batch_size, epochs):
     return module.state_dict()
 
 
+def _keras_early_stopping_epoch(scores, patience, min_delta):
+    """The epoch (1-based) at which Keras' EarlyStopping stops on ``scores``
+    (higher is better), or None: after ``patience`` epochs that do not beat
+    the best by more than ``min_delta``."""
+    best, wait = -np.inf, 0
+    for epoch, score in enumerate(scores, start=1):
+        if score - min_delta > best:
+            best, wait = score, 0
+        else:
+            wait += 1
+            if wait >= patience:
+                return epoch
+    return None
+
+
 def _assert_same_weights(clf, state, atol=2e-5):
     got = clf.net_.module_.state_dict()
     assert got.keys() == state.keys()
@@ -206,15 +221,8 @@ def test_validation_split_and_early_stopping(digits):
     assert all("val_loss" in row and "val_accuracy" in row for row in full.history_)
     assert full.n_iter_ == 40
     patience = 3
-    best, wait, keras_stop = -np.inf, 0, None
-    for epoch, score in enumerate(full.validation_scores_, start=1):
-        if score - 1e-4 > best:
-            best, wait = score, 0
-        else:
-            wait += 1
-            if wait >= patience:
-                keras_stop = epoch
-                break
+    keras_stop = _keras_early_stopping_epoch(full.validation_scores_, patience,
+                                             min_delta=1e-4)
     assert keras_stop is not None and keras_stop < 40
     stopped = MLPClassifierTorch(n_iter_no_change=patience - 1, **common).fit(X, y)
     assert stopped.n_iter_ == keras_stop
@@ -270,15 +278,8 @@ def test_early_stopping_on_val_loss_with_skorchs_callback(digits):
                   device="cpu")
     full = MLPClassifierTorch(**common).fit(X, y)
     patience, min_delta = 3, 1e-3
-    best, wait, keras_stop = np.inf, 0, None
-    for epoch, row in enumerate(full.history_, start=1):
-        if row["val_loss"] + min_delta < best:
-            best, wait = row["val_loss"], 0
-        else:
-            wait += 1
-            if wait >= patience:
-                keras_stop = epoch
-                break
+    keras_stop = _keras_early_stopping_epoch(
+        [-row["val_loss"] for row in full.history_], patience, min_delta)
     assert keras_stop is not None and keras_stop < 40
     stopped = MLPClassifierTorch(callbacks=[EarlyStopping(
         monitor="valid_loss", patience=patience, threshold=min_delta,
