@@ -2,13 +2,11 @@
 applied to training batches only."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
 
 from sknn import CNNClassifier
 from sknn._augment import AUGMENT_DEFAULTS, ImageAugmenter
@@ -33,12 +31,6 @@ def tiny(**params):
     defaults = dict(conv_filters=(4,), dense_layer_sizes=(8,), max_iter=2,
                     random_state=0, device="cpu")
     return CNNClassifier(**{**defaults, **params})
-
-
-def fit_quietly(clf, X, y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return clf.fit(X, y)
 
 
 def disk(height, width, radius):
@@ -92,7 +84,7 @@ def test_the_tutorial_keys_are_accepted():
 
 def test_empty_dict_means_no_augmentation(digit_images):
     X, y = digit_images
-    clf = fit_quietly(tiny(augment={}), X, y)
+    clf = tiny(augment={}).fit(X, y)
     assert clf.net_.iterator_train__transform is None
     x = torch.rand(3, 1, 5, 5)
     assert ImageAugmenter.from_dict({})(x) is x
@@ -210,9 +202,9 @@ def test_augmenter_pickles_with_its_parameters():
 def test_training_with_augmentation_is_reproducible_from_random_state(
         digit_images):
     X, y = digit_images
-    fits = [fit_quietly(tiny(augment=TUTORIAL_AUGMENT, random_state=seed), X, y)
+    fits = [tiny(augment=TUTORIAL_AUGMENT, random_state=seed).fit(X, y)
             for seed in (0, 0, 1)]
-    plain = fit_quietly(tiny(random_state=0), X, y)
+    plain = tiny(random_state=0).fit(X, y)
     probas = [clf.predict_proba(X) for clf in fits]
     np.testing.assert_array_equal(probas[0], probas[1])
     assert not np.allclose(probas[0], probas[2])
@@ -225,13 +217,13 @@ def test_fit_leaves_torch_global_rng_as_it_was(digit_images):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    fit_quietly(tiny(augment=TUTORIAL_AUGMENT), X, y)
+    tiny(augment=TUTORIAL_AUGMENT).fit(X, y)
     assert torch.equal(torch.rand(3), expected)
 
 
 def test_prediction_never_augments(digit_images):
     X, y = digit_images
-    clf = fit_quietly(tiny(augment=TUTORIAL_AUGMENT), X, y)
+    clf = tiny(augment=TUTORIAL_AUGMENT).fit(X, y)
     first = clf.predict_proba(X)
     np.testing.assert_array_equal(clf.predict_proba(X), first)
     module = clf.net_.module_.eval()
@@ -253,7 +245,7 @@ def test_early_stopping_validation_batches_are_not_augmented(digit_images):
     clf = tiny(augment={"rotation_range": 10}, early_stopping=True,
                validation_fraction=0.2, batch_size=40)
     clf._batch_transform = lambda: Counting.from_dict(clf.augment)
-    fit_quietly(clf, X, y)
+    clf.fit(X, y)
     # 160 training images a epoch in batches of 40, for 2 epochs; none of the 40
     # validation images
     assert sum(calls) == 2 * 160

@@ -10,7 +10,6 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
 from skorch.callbacks import (
     BatchScoring,
@@ -62,9 +61,7 @@ def fit(kind, data, **params):
     params = {"max_iter": 4, "batch_size": 50, "random_state": 0, "device": "cpu",
               "learning_rate_init": 0.01, **params}
     clf = (_mlp if kind == "mlp" else _cnn)(**params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return clf.fit(*data)
+    return clf.fit(*data)
 
 
 def first_layer(clf, kind):

@@ -50,6 +50,7 @@ def _fit_and_report(X, y):
         # wide enough that the one-thread rule for small batches does not apply
         clf = MLPClassifierTorch(hidden_layer_sizes=(400,), max_iter=2,
                                  random_state=0, callbacks=[ThreadRecorder()])
+        # a worker process: pytest's warnings policy (pyproject.toml) does not reach it
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             clf.fit(X, y)
@@ -63,10 +64,8 @@ def test_grid_search_on_local_cluster(client, data):
     X, y = data
     grid = {"hidden_layer_sizes": [(2,), (32,)]}
     est = MLPClassifierTorch(max_iter=15, learning_rate_init=0.01, random_state=0)
-    with warnings.catch_warnings(), distributed.get_task_stream(client) as tasks:
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        with joblib.parallel_backend("dask"):
-            search = GridSearchCV(est, grid, cv=3).fit(X, y)
+    with distributed.get_task_stream(client) as tasks, joblib.parallel_backend("dask"):
+        search = GridSearchCV(est, grid, cv=3).fit(X, y)
     # the same best candidate as tests/test_parallel.py finds with n_jobs=1
     assert search.best_params_ == {"hidden_layer_sizes": (32,)}
     assert search.best_score_ > search.cv_results_["mean_test_score"].min()

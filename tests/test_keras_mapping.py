@@ -9,20 +9,15 @@ end with the same weights.
 """
 
 import copy
-import warnings
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelBinarizer
 from skorch.callbacks import Callback
 
 from sknn import CNNClassifier, MLPClassifierTorch
-
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::sklearn.exceptions.ConvergenceWarning")
 
 
 class RecordInitialWeights(Callback):
@@ -35,9 +30,7 @@ class RecordInitialWeights(Callback):
 def _fit_recording(X, y, **params):
     clf = MLPClassifierTorch(callbacks=[("record", RecordInitialWeights())],
                              shuffle=False, device="cpu", random_state=0, **params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X, y)
+    clf.fit(X, y)
     return clf, dict(clf.net_.callbacks_)["record"].state_
 
 

@@ -3,13 +3,11 @@
 import os
 import shutil
 import threading
-import warnings
 
 import numpy as np
 import pytest
 import torch
 from joblib import Parallel, delayed
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 from skorch.callbacks import Callback
 from threadpoolctl import threadpool_limits
@@ -37,9 +35,7 @@ def _threads_seen(clf):
 def _tiny_fit(X, y, hidden=(8,)):
     clf = MLPClassifierTorch(hidden_layer_sizes=hidden, max_iter=2, random_state=0,
                              callbacks=[ThreadRecorder()])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return clf.fit(X, y)
+    return clf.fit(X, y)
 
 
 def _fit_with_caller_threads(X, y, caller_threads):
@@ -237,9 +233,7 @@ def test_grid_search_n_jobs_2_matches_n_jobs_1(digits, restore_torch_threads):
     searches = []
     for n_jobs in (1, 2):
         search = GridSearchCV(est, grid, cv=3, n_jobs=n_jobs)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            searches.append(search.fit(X, y))
+        searches.append(search.fit(X, y))
     one, two = searches
     assert one.best_params_ == two.best_params_ == {"hidden_layer_sizes": (32,)}
     # a worker trains with fewer threads: summation order may differ slightly
@@ -262,9 +256,7 @@ def test_checkpoints_in_workers_go_to_per_fit_directories(
         clf = MLPClassifierTorch(
             hidden_layer_sizes=(8,), max_iter=1, random_state=0,
             callbacks=[Checkpoint(monitor=None)])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf.fit(X, y)
+        clf.fit(X, y)
         dirname = dict(clf.net_.callbacks_)["Checkpoint"].dirname
         assert os.path.isfile(os.path.join(dirname, "params.pt"))
         dirs.append(dirname)

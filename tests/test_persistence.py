@@ -4,13 +4,11 @@ saves that never leave a half-written file."""
 import io
 import pickle
 import threading
-import warnings
 
 import joblib
 import numpy as np
 import pytest
 import torch
-from sklearn.exceptions import ConvergenceWarning
 from skorch.exceptions import DeviceWarning
 
 from sknn import MLPClassifierTorch
@@ -20,11 +18,9 @@ from sknn._persistence import dump
 @pytest.fixture(scope="module")
 def fitted(digits):
     X, y = digits
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = MLPClassifierTorch((32,), max_iter=5, random_state=0, device="cpu",
-                                 dropout=0.2, batch_norm=True)
-        return clf.fit(X, y), X, y
+    clf = MLPClassifierTorch((32,), max_iter=5, random_state=0, device="cpu",
+                             dropout=0.2, batch_norm=True)
+    return clf.fit(X, y), X, y
 
 
 def round_trip(obj):
@@ -131,10 +127,8 @@ def test_saved_file_has_ordinary_permissions(fitted, tmp_path):
 @pytest.mark.parametrize("early_stopping", [False, True])
 def test_pickle_carries_the_weights_not_the_training_state(digits, early_stopping):
     X, y = digits
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = MLPClassifierTorch((256,), max_iter=3, random_state=0, device="cpu",
-                                 early_stopping=early_stopping).fit(X, y)
+    clf = MLPClassifierTorch((256,), max_iter=3, random_state=0, device="cpu",
+                             early_stopping=early_stopping).fit(X, y)
     weight_bytes = sum(p.numel() * 4 for p in clf.net_.module_.parameters())
     buffer = io.BytesIO()
     joblib.dump(clf, buffer)
@@ -154,13 +148,11 @@ def test_loaded_cnn_predicts_and_keeps_training(digits):
     from sknn import CNNClassifier
 
     X, y = digits
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = CNNClassifier(conv_filters=(4,), dense_layer_sizes=(8,), max_iter=2,
-                            random_state=0, device="cpu").fit(X, y)
-        loaded = round_trip(clf)
-        np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
-        loss = loaded.loss_
-        for _ in range(3):
-            loaded.partial_fit(X, y)
+    clf = CNNClassifier(conv_filters=(4,), dense_layer_sizes=(8,), max_iter=2,
+                        random_state=0, device="cpu").fit(X, y)
+    loaded = round_trip(clf)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    loss = loaded.loss_
+    for _ in range(3):
+        loaded.partial_fit(X, y)
     assert loaded.loss_ < loss

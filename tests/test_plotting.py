@@ -11,8 +11,6 @@ from sklearn.preprocessing import StandardScaler
 from sknn import MLPClassifierTorch
 from sknn.plotting import plot_history
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::sklearn.exceptions.ConvergenceWarning")
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

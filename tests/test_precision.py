@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from skorch.callbacks import Callback
 
@@ -30,9 +29,7 @@ class ForwardDtype(Callback):
 def fit(cls, X, y, **params):
     params = {"max_iter": 3, "random_state": 0, "device": "cpu",
               "callbacks": [ForwardDtype()], **params}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return cls(**params).fit(X, y)
+    return cls(**params).fit(X, y)
 
 
 def forward_dtypes(clf):

@@ -159,7 +159,6 @@ def test_small_batches_get_one_thread_and_the_setting_comes_back(threads):
     assert torch.get_num_threads() == 2
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_a_real_fit_records_threads_and_restores_them(threads, digits):
     from sknn import MLPClassifierTorch
 
