@@ -37,6 +37,13 @@ def digits():
 
 
 @pytest.fixture(scope="module")
+def digits_bunch():
+    """sklearn's digits as ``load_digits()`` returns them, raw: ``.images`` (1797, 8, 8)
+    and ``.data`` (1797, 64) in 0..16, ``.target``. Read-only: copy before changing."""
+    return load_digits()
+
+
+@pytest.fixture(scope="module")
 def mnist_dir():
     """The folder of the real MNIST IDX files; skips where it is not present."""
     if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
