@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from skorch.callbacks import Callback
 
 from sknn._threads import (
     SMALL_BATCH_WORK,
@@ -159,14 +160,42 @@ def test_small_batches_get_one_thread_and_the_setting_comes_back(threads):
     assert torch.get_num_threads() == 2
 
 
+class ThreadsInUse(Callback):
+    """Records torch's thread setting at each training batch (after the tuner
+    has set it) and at each epoch's end; leaves one thread set at the end."""
+
+    def initialize(self):
+        self.batches_, self.epochs_ = [], []
+        return self
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if training:
+            self.batches_.append(torch.get_num_threads())
+
+    def on_epoch_end(self, net, **kwargs):
+        self.epochs_.append(torch.get_num_threads())
+
+    def on_train_end(self, net, **kwargs):
+        # the fit ends on one thread whatever the tuner chose: the scope must
+        # bring the caller's setting back
+        torch.set_num_threads(1)
+
+
 def test_a_real_fit_records_threads_and_restores_them(threads, digits):
     from sknn import MLPClassifierTorch
 
     threads(2)
     X, y = digits
     clf = MLPClassifierTorch(hidden_layer_sizes=(512,), max_iter=2, random_state=0,
-                             device="cpu").fit(X, y)
-    assert all(row["threads"] in (1, 2) for row in clf.net_.history)
+                             device="cpu", callbacks=[ThreadsInUse()]).fit(X, y)
+    seen = dict(clf.net_.callbacks_)["ThreadsInUse"]
+    # the tuner ran inside the fit: its comparison starts on one thread (fewest
+    # first: the warm-up batch and the timed ones), below the budget of 2
+    assert seen.batches_[:5] == [1] * 5
+    # the history records the count each epoch ended on, not just a value in range
+    assert clf.net_.history[:, "threads"] == seen.epochs_
+    assert len(seen.epochs_) == 2
+    # the caller's setting comes back although the fit left it at one thread
     assert torch.get_num_threads() == 2
 
 
@@ -205,8 +234,30 @@ def test_counts_beyond_the_free_cores_are_not_tried(threads, monkeypatch):
     assert used[4:8] == [2] * 4 and tuner.choice_ == 2
 
 
-def test_busy_elsewhere_reads_the_machine_or_says_none():
+def test_busy_elsewhere_reads_procs_running_or_says_none(monkeypatch):
+    import builtins
+    import io
+    import os
+
     from sknn._threads import busy_elsewhere
 
-    busy = busy_elsewhere()
-    assert busy is None or (isinstance(busy, int) and busy >= 0)
+    real_open = builtins.open
+    stat = "cpu  1 2 3\nprocs_running 3\nprocs_blocked 0\n"
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: (
+        io.StringIO(stat) if path == "/proc/stat" else real_open(path, *a, **k)))
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3},
+                        raising=False)
+    assert busy_elsewhere() == 2  # three running, this one among them
+    stat = "procs_running 1\n"
+    assert busy_elsewhere() == 0
+    # a container held to 2 of the host's 4 cores: the host's count says nothing
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert busy_elsewhere() is None
+    # no /proc (macOS, Windows): unknown, not an error
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3},
+                        raising=False)
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: (
+        real_open("/nonexistent/stat") if path == "/proc/stat"
+        else real_open(path, *a, **k)))
+    assert busy_elsewhere() is None
