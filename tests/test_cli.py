@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sknn import MLPClassifierTorch
 from sknn._persistence import dump, load
-from sknn.cli import ACTIVATIONS, WEIGHT_INITS, main
+from sknn.cli import main
 from sknn.preprocessing import PixelScaler
 
 PIL = pytest.importorskip("PIL")
@@ -176,13 +176,16 @@ def test_dark_on_light_digit_warns_what_the_model_expects(digits_model, digits,
     big.save(seven)
     status, stdout, stderr = _run_main(["predict", "--model", out, seven])
     assert status == 0 and stdout.startswith(str(seven))
-    (line,) = stderr.strip().splitlines()
+    line, size = stderr.strip().splitlines()
     assert line.startswith(f"sknn predict: warning: {seven}: ")
     assert "trained on 8x8 light-on-dark" in line
     assert "this image is dark-on-light" in line and "--invert" in line
-    # inverted, it is what the model expects: no warning, the digit is found
+    assert size == (f"sknn predict: warning: {seven}: the model was trained on "
+                    "8x8 images; this image is 200x200, resized to 8x8: strokes "
+                    "and margins at another scale may be misread")
+    # inverted, only the size differs from what the model expects
     status, stdout, stderr = _run_main(["predict", "--model", out, "--invert", seven])
-    assert status == 0 and stderr == ""
+    assert status == 0 and stderr.strip() == size
     # and a light-on-dark digit of the right kind never warns
     plain = tmp_path / "plain.png"
     _digit_png(plain, digits.images[7])
@@ -371,12 +374,18 @@ def test_progress_bar_labels_its_figures_and_says_why_it_stopped(tmp_path):
     assert "did not improve" in stopped[0]
 
 
-def test_option_names_match_the_estimators():
+def test_option_names_are_the_estimators():
+    """--activation and --weight-init offer sknn._options' names, which the
+    estimators' constraints and torch factories use (test_modules checks)."""
+    from sknn import _options
     from sknn._modules import ACTIVATIONS as activations
     from sknn._modules import WEIGHT_INITS as weight_inits
 
-    assert set(ACTIVATIONS) == set(activations)
-    assert set(WEIGHT_INITS) == set(weight_inits)
+    help_text = _run_main(["train", "--help"])[1]
+    for name in (*activations, *weight_inits):
+        assert name in help_text
+    assert set(_options.ACTIVATIONS) == set(activations)
+    assert set(_options.WEIGHT_INITS) == set(weight_inits)
 
 
 def test_train_cnn(tmp_path):
