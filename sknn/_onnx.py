@@ -80,7 +80,10 @@ def _refuse_named_columns(model):
         if not isinstance(step, ColumnTransformer):
             continue
         named = []
-        for _, _, columns in getattr(step, "transformers_", step.transformers):
+        for _, transformer, columns in getattr(step, "transformers_",
+                                               step.transformers):
+            if isinstance(transformer, str) and transformer == "drop":
+                continue  # dropped columns never reach the graph
             columns = [columns] if isinstance(columns, str) else columns
             if isinstance(columns, (list, tuple)):
                 named.extend(c for c in columns if isinstance(c, str))
