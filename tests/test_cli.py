@@ -32,6 +32,15 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore::sklearn.exceptions.ConvergenceWarning")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _digits_by_default():
+    """`sknn train` without --data reads SKNN_MNIST, as load_digits_or_mnist
+    does: these tests want the digits."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("SKNN_MNIST", raising=False)
+        yield
+
+
 def _run_main(argv):
     """``main(argv)`` in this process: (status, stdout, stderr)."""
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -561,6 +570,27 @@ def test_ctrl_c_in_a_caller_is_known_from_the_signal(tmp_path, monkeypatch):
     assert "sknn train: interrupted" in stderr and "nothing was saved" in stderr
     assert not out.exists()
     assert signal.getsignal(signal.SIGINT) is default
+
+
+def test_default_data_is_load_digits_or_mnist(tmp_path, monkeypatch):
+    """Without --data, sknn train reads what datasets.load_digits_or_mnist
+    gives: MNIST (28x28 uint8, max 255) where SKNN_MNIST names a copy."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(60, 28, 28), dtype=np.uint8)
+    y = np.arange(60) % 3
+    np.savez(tmp_path / "mnist.npz", x_train=x[:40], y_train=y[:40],
+             x_test=x[40:], y_test=y[40:])
+    monkeypatch.setenv("SKNN_MNIST", str(tmp_path / "mnist.npz"))
+    out = tmp_path / "m.joblib"
+    status, stdout, stderr = _run_main(["train", "--epochs", 1, "--hidden", 4,
+                                        "--no-progress", "--out", out])
+    assert status == 0, stderr
+    assert f"Data: MNIST ({tmp_path / 'mnist.npz'}): 60 28x28 grayscale" in stdout
+    pixels = joblib.load(out)["pixels"]
+    assert pixels.image_shape_ == (28, 28, 1) and pixels.max_value == 255.0
+    monkeypatch.setenv("SKNN_MNIST", str(tmp_path / "gone.npz"))
+    status, _, stderr = _run_main(["train", "--out", out])
+    assert status == 2 and "SKNN_MNIST environment variable" in stderr
 
 
 def test_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
