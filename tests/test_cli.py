@@ -493,9 +493,14 @@ def test_onnx_from_python_is_read_by_predict_as_the_joblib_model(digits_model,
     assert status == 0, stderr
     import onnx
 
-    metadata = [{p.key: p.value for p in onnx.load(path).metadata_props}
-                for path in (python_onnx, tmp_path / "cli.onnx")]
+    python_model, cli_model = (onnx.load(path)
+                               for path in (python_onnx, tmp_path / "cli.onnx"))
+    metadata = [{p.key: p.value for p in m.metadata_props}
+                for m in (python_model, cli_model)]
     assert METADATA_KEY in metadata[0] and metadata[0] == metadata[1]
+    assert python_model.graph == cli_model.graph
+    assert sorted((o.domain, o.version) for o in python_model.opset_import) == \
+        sorted((o.domain, o.version) for o in cli_model.opset_import)
     paths = [tmp_path / f"d{i}.png" for i in range(6)]
     for path, image in zip(paths, digits.images[10:16]):
         _digit_png(path, image)
