@@ -190,8 +190,8 @@ def test_dark_on_light_digit_warns_what_the_model_expects(digits_model, digits,
     assert "trained on 8x8 light-on-dark" in line
     assert "this image is dark-on-light" in line and "--invert" in line
     assert size == (f"sknn predict: warning: {seven}: the model was trained on "
-                    "8x8 images; this image is 200x200, resized to 8x8: strokes "
-                    "and margins at another scale may be misread")
+                    "8x8 images; this image is 200x200, shrunk to 8x8, which "
+                    "loses detail")
     # inverted, only the size differs from what the model expects
     status, stdout, stderr = _run_main(["predict", "--model", out, "--invert", seven])
     assert status == 0 and stderr.strip() == size
@@ -526,11 +526,14 @@ def test_a_large_digit_warns_that_it_is_resized(digits_model, digits, tmp_path):
     assert status == 0 and stdout.startswith(str(mnist_like))
     assert stderr.strip() == (
         f"sknn predict: warning: {mnist_like}: the model was trained on 8x8 "
-        "images; this image is 28x28, resized to 8x8: strokes and margins at "
-        "another scale may be misread")
+        "images; this image is 28x28, shrunk to 8x8, which loses detail")
     near = tmp_path / "near.png"
     Image.fromarray(pixels).resize((10, 10), Image.NEAREST).save(near)
     assert _run_main(["predict", "--model", out, near])[2] == ""
+    small = tmp_path / "small.png"
+    Image.fromarray(pixels).resize((4, 4)).save(small)
+    assert "this image is 4x4, enlarged to 8x8, which blurs it" in _run_main(
+        ["predict", "--model", out, small])[2]
     wide = tmp_path / "wide.png"
     Image.fromarray(pixels).resize((24, 8), Image.NEAREST).save(wide)
     assert "stretched to 8x8" in _run_main(["predict", "--model", out, wide])[2]

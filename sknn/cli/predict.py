@@ -125,10 +125,10 @@ def size_warning(original, trained):
     aspect = (w0 / h0) / (w / h)
     if not 1 / SIZE_FACTOR <= aspect <= SIZE_FACTOR:
         return f"{trained_on}, stretched to {h}x{w}"
-    scale = max(h0 / h, w0 / w, h / h0, w / w0)
-    if scale > SIZE_FACTOR:
-        return (f"{trained_on}, resized to {h}x{w}: strokes and margins at "
-                "another scale may be misread")
+    if max(h0 / h, w0 / w) > SIZE_FACTOR:
+        return f"{trained_on}, shrunk to {h}x{w}, which loses detail"
+    if max(h / h0, w / w0) > SIZE_FACTOR:
+        return f"{trained_on}, enlarged to {h}x{w}, which blurs it"
     return None
 
 
