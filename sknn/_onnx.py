@@ -19,12 +19,18 @@ two outputs: ``label`` (the predicted labels in the type of ``classes_``, or
 float32 ``(N, n_classes)`` tensor, as ``predict`` and ``predict_proba`` give.
 """
 
-import sys
+import json
 
 import numpy as np
 
-#: what to install when an optional deployment dependency is missing
-DEPLOY_EXTRA = "pip install 'sknn[deploy]'"
+from sknn._deps import require
+from sknn._pipeline import (
+    final_estimator,
+    first_step,
+    input_spec,
+    unwrap_search,
+    without_passthrough,
+)
 
 #: ONNX opsets of the exported graphs: opset 17 runs on onnxruntime >= 1.14
 DEFAULT_OPSET = {"": 17, "ai.onnx.ml": 3}
@@ -33,52 +39,23 @@ INPUT_NAME = "X"
 LABEL_NAME = "label"
 PROBA_NAME = "probabilities"
 
-_PIXEL_SCALER = ("sknn.preprocessing", "PixelScaler")
+#: ONNX metadata key of what a reader needs to feed the graph (JSON, see
+#: :func:`input_metadata`); ``sknn.predict`` and ``sknn._onnx_runtime`` read it
+METADATA_KEY = "sknn.input_spec"
+
+#: the fitted statistics of a PixelScaler the metadata carries, so that the
+#: ONNX file warns about unlike images as the Pipeline does
+PIXEL_SCALER_STATE = ("n_features_in_", "image_shape_", "mean_", "value_range_",
+                      "background_", "color_mode_", "max_value")
 
 
-def require(module, purpose):
-    """Import an optional deployment dependency or name the extra to install."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(
-            f"{purpose} needs the optional package {module.split('.')[0]!r}, which "
-            f"is not installed. Install sknn's deployment extra: {DEPLOY_EXTRA}"
-        ) from exc
-
-
-def pixel_scaler_class():
-    """``sknn.preprocessing.PixelScaler`` if this sknn has it, else None."""
-    module_name, name = _PIXEL_SCALER
-    module = sys.modules.get(module_name)
-    if module is None:
-        try:
-            import importlib
-
-            module = importlib.import_module(module_name)
-        except ImportError:
-            return None
-    return getattr(module, name, None)
-
-
-def final_estimator(model):
-    """The model to convert (a search's ``best_estimator_`` unwrapped) and the
-    sknn classifier at its end, or a TypeError saying what is supported."""
-    from sklearn.pipeline import Pipeline
-
+def _convertible(model):
+    """The model to convert (a search unwrapped, identity steps left out) and
+    the sknn classifier at its end, or a TypeError saying what is supported."""
     from sknn._base import BaseTorchClassifier
 
-    if not isinstance(model, (Pipeline, BaseTorchClassifier)) and hasattr(
-            model, "cv_results_"):
-        if not hasattr(model, "best_estimator_"):
-            raise ValueError(
-                f"{type(model).__name__} was fitted with refit=False, so it has "
-                "no best_estimator_ to export. Fit it with refit=True, or export "
-                "a model fitted on the best parameters.")
-        model = model.best_estimator_
-    last = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    model = unwrap_search(model)
+    last = final_estimator(model)
     if not isinstance(last, BaseTorchClassifier):
         raise TypeError(
             "to_onnx exports an MLPClassifierTorch, a CNNClassifier, or a Pipeline "
@@ -86,7 +63,68 @@ def final_estimator(model):
             f"whose best_estimator_ is one); got {type(model).__name__}"
             + (f" ending in {type(last).__name__}" if last is not model else "")
             + ".")
-    return model, last
+    return without_passthrough(model), last
+
+
+def _refuse_named_columns(model):
+    """A NotImplementedError for a ColumnTransformer that picks DataFrame
+    columns by name: the graph's one input ``X`` is a matrix of numbers."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    steps = [step for _, step in model.steps] if isinstance(model, Pipeline) \
+        else [model]
+    for step in steps:
+        if isinstance(step, Pipeline):
+            _refuse_named_columns(step)
+        if not isinstance(step, ColumnTransformer):
+            continue
+        named = []
+        for _, transformer, columns in getattr(step, "transformers_",
+                                               step.transformers):
+            if isinstance(transformer, str) and transformer == "drop":
+                continue  # dropped columns never reach the graph
+            columns = [columns] if isinstance(columns, str) else columns
+            if isinstance(columns, (list, tuple)):
+                named.extend(c for c in columns if isinstance(c, str))
+        if named:
+            raise NotImplementedError(
+                f"to_onnx exports models that take one matrix of numbers, but "
+                f"this Pipeline's ColumnTransformer picks DataFrame columns by "
+                f"name ({named[:5]}{'...' if len(named) > 5 else ''}), which an "
+                "ONNX graph with the single input 'X' does not have. Keep the "
+                "model as a joblib file; for numeric columns only, select them "
+                "by position.")
+
+
+def input_metadata(model, n_features):
+    """What a reader of the ONNX file needs to feed it, as JSON.
+
+    The :func:`sknn._pipeline.input_spec` of the model (image shape and pixel
+    scale, or the CSV column names), its ``classes``, the graph's input width
+    ``n_features``, and for a Pipeline that starts with a
+    :class:`~sknn.preprocessing.PixelScaler` its fitted statistics
+    (``pixel_scaler``), so that ``sknn predict`` warns about unlike images
+    for the ONNX file as for the Pipeline. :func:`to_onnx` stores it under
+    :data:`METADATA_KEY`.
+    """
+    from sknn.preprocessing import PixelScaler
+
+    spec = dict(input_spec(model))
+    spec.pop("categories", None)  # sets; models that one-hot encode are refused
+    spec["n_features"] = int(n_features)
+    if spec.get("image_shape") is not None:
+        spec["image_shape"] = [int(s) for s in spec["image_shape"]]
+    spec["classes"] = np.asarray(final_estimator(model).classes_).tolist()
+    first = first_step(model)
+    if isinstance(first, PixelScaler):
+        state = {key: getattr(first, key) for key in PIXEL_SCALER_STATE}
+        state["max_value"] = float(state["max_value"])
+        if state["image_shape_"] is not None:
+            state["image_shape_"] = [int(s) for s in state["image_shape_"]]
+        state["value_range_"] = [float(v) for v in state["value_range_"]]
+        spec["pixel_scaler"] = state
+    return json.dumps(spec)
 
 
 def to_onnx(model, X_sample=None, *, target_opset=None):
@@ -98,8 +136,9 @@ def to_onnx(model, X_sample=None, *, target_opset=None):
         A fitted estimator; a :class:`~sklearn.pipeline.Pipeline` of
         transformers that skl2onnx converts (``StandardScaler``,
         ``MinMaxScaler``, ``PCA``, ... and ``sknn.preprocessing.PixelScaler``)
-        ending in one; or a fitted ``GridSearchCV``/``RandomizedSearchCV``,
-        whose ``best_estimator_`` is exported.
+        ending in one (``'passthrough'`` and None steps are left out); or a
+        fitted ``GridSearchCV``/``RandomizedSearchCV``, whose
+        ``best_estimator_`` is exported.
     X_sample : array-like, default=None
         A few rows of the input ``model.predict`` takes; only their width
         (and dtype, see Notes) is used. Images (3-D or 4-D) count as their
@@ -113,7 +152,11 @@ def to_onnx(model, X_sample=None, *, target_opset=None):
     onnx_model : onnx.ModelProto
         One graph with input ``'X'`` (float32 rows, shape ``(N,
         n_features_in_)``) and outputs ``'label'`` and ``'probabilities'``
-        (float32, ``(N, n_classes)``, no ZipMap).
+        (float32, ``(N, n_classes)``, no ZipMap). Its metadata holds, under
+        the key ``'sknn.input_spec'``, what a reader needs to feed it (JSON:
+        the image size and pixel scale or the column names, the classes, the
+        PixelScaler's statistics; see :func:`input_metadata`), so that
+        ``sknn predict`` reads images and CSV files for it as for the model.
 
     Raises
     ------
@@ -122,7 +165,10 @@ def to_onnx(model, X_sample=None, *, target_opset=None):
     TypeError
         If the model is not one of the above.
     NotImplementedError
-        If a layer of the network has no ONNX translation here.
+        If a layer of the network has no ONNX translation here, or a
+        ColumnTransformer picks DataFrame columns by name (text columns
+        one-hot encoded among them): the graph's one input is a matrix of
+        numbers.
 
     Notes
     -----
@@ -148,17 +194,17 @@ def to_onnx(model, X_sample=None, *, target_opset=None):
     require("onnx", "sknn.to_onnx")
     skl2onnx = require("skl2onnx", "sknn.to_onnx")
     from skl2onnx.common.data_types import FloatTensorType, UInt8TensorType
-    from sklearn.pipeline import Pipeline
     from sklearn.utils.validation import check_is_fitted
 
     from sknn._cnn import CNNClassifier
 
-    model, estimator = final_estimator(model)
+    model, estimator = _convertible(model)
     check_is_fitted(estimator)
+    _refuse_named_columns(model)
     register_converters(type(estimator))
 
-    first = model.steps[0][1] if isinstance(model, Pipeline) else model
-    expected = getattr(model, "n_features_in_", None)
+    first = first_step(model)
+    expected = getattr(first, "n_features_in_", None)
     if X_sample is None:
         if expected is None:
             raise ValueError(
@@ -179,18 +225,21 @@ def to_onnx(model, X_sample=None, *, target_opset=None):
             "predicts on.")
     raw_pixels = X_sample.dtype == np.uint8 and isinstance(first, CNNClassifier)
     input_type = UInt8TensorType if raw_pixels else FloatTensorType
-    return skl2onnx.convert_sklearn(
+    onx = skl2onnx.convert_sklearn(
         model,
         initial_types=[(INPUT_NAME, input_type([None, n_features]))],
         target_opset=DEFAULT_OPSET if target_opset is None else target_opset,
         name=type(estimator).__name__,
     )
+    entry = onx.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, input_metadata(model, n_features)
+    return onx
 
 
 # ------------------------------------------------------------------ registry
 def register_converters(*extra_classes):
     """Register sknn's parser, shape calculator and converter with skl2onnx for
-    both classifiers (and any subclasses given), and PixelScaler's if present."""
+    both classifiers (and any subclasses given), and PixelScaler's."""
     from skl2onnx import update_registered_converter
 
     from sknn._cnn import CNNClassifier
@@ -201,11 +250,11 @@ def register_converters(*extra_classes):
         update_registered_converter(
             cls, f"Sknn{cls.__name__}", _classifier_shapes, _convert_classifier,
             parser=_parse_classifier)
-    pixel_scaler = pixel_scaler_class()
-    if pixel_scaler is not None:
-        update_registered_converter(
-            pixel_scaler, "SknnPixelScaler", _pixel_scaler_shapes,
-            _convert_pixel_scaler)
+    from sknn.preprocessing import PixelScaler
+
+    update_registered_converter(
+        PixelScaler, "SknnPixelScaler", _pixel_scaler_shapes,
+        _convert_pixel_scaler)
 
 
 def _label_type(estimator):

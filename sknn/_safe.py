@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sknn._onnx import require
+from sknn._deps import require
 from sknn._persistence import atomic_write
 
 FORMAT = "sknn-safe"

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sknn._deps import require
+
 __all__ = ["csv_has_header", "load_csv", "load_digits_or_mnist",
            "load_image_folder", "load_mnist"]
 
@@ -315,14 +317,7 @@ def is_mnist_folder(path):
 
 # -------------------------------------------------------------- image folder
 def _require_pillow():
-    try:
-        from PIL import Image
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "load_image_folder needs Pillow, which is not installed. Install it "
-            'with: pip install "sknn[images]"'
-        ) from exc
-    return Image
+    return require("PIL.Image", "Reading images", extra="images")
 
 
 def image_files(root):

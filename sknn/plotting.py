@@ -2,33 +2,10 @@
 
 import os
 
+from sknn._deps import require
+from sknn._pipeline import final_estimator
+
 __all__ = ["plot_history"]
-
-
-def _require_pyplot():
-    try:
-        # matplotlib falls back to the Agg backend by itself without a display
-        from matplotlib import pyplot
-    except ImportError as exc:
-        raise ImportError(
-            "plot_history needs matplotlib, which is not installed. Install it "
-            'with: pip install "sknn[plot]"'
-        ) from exc
-    return pyplot
-
-
-def _final_estimator(estimator):
-    """The estimator that holds ``history_``: itself, or a Pipeline's last step
-    (recursively), or the ``best_estimator_`` of a fitted search."""
-    seen = estimator
-    while not hasattr(seen, "history_"):
-        if hasattr(seen, "best_estimator_"):
-            seen = seen.best_estimator_
-        elif hasattr(seen, "steps"):
-            seen = seen.steps[-1][1]
-        else:
-            break
-    return seen
 
 
 def plot_history(estimator, path=None):
@@ -69,7 +46,7 @@ def plot_history(estimator, path=None):
     ... # doctest: +SKIP
     >>> fig = plot_history(clf, "curves.png")  # doctest: +SKIP
     """
-    final = _final_estimator(estimator)
+    final = final_estimator(estimator)
     history = getattr(final, "history_", None)
     if not history:
         raise ValueError(
@@ -77,7 +54,8 @@ def plot_history(estimator, path=None):
             f"{type(final).__name__} has none. Fit an sknn estimator (or a "
             "Pipeline ending in one) first."
         )
-    plt = _require_pyplot()
+    # matplotlib falls back to the Agg backend by itself without a display
+    plt = require("matplotlib.pyplot", "plot_history", extra="plot")
     epochs = [row["epoch"] for row in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, title in ((ax_loss, "loss", "Loss"),

@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sknn import MLPClassifierTorch
 from sknn._persistence import dump, load
-from sknn.cli import ACTIVATIONS, WEIGHT_INITS, main
+from sknn.cli import main
 from sknn.preprocessing import PixelScaler
 
 PIL = pytest.importorskip("PIL")
@@ -30,6 +30,15 @@ from PIL import Image  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _digits_by_default():
+    """`sknn train` without --data reads SKNN_MNIST, as load_digits_or_mnist
+    does: these tests want the digits."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("SKNN_MNIST", raising=False)
+        yield
 
 
 def _run_main(argv):
@@ -176,13 +185,16 @@ def test_dark_on_light_digit_warns_what_the_model_expects(digits_model, digits,
     big.save(seven)
     status, stdout, stderr = _run_main(["predict", "--model", out, seven])
     assert status == 0 and stdout.startswith(str(seven))
-    (line,) = stderr.strip().splitlines()
+    line, size = stderr.strip().splitlines()
     assert line.startswith(f"sknn predict: warning: {seven}: ")
     assert "trained on 8x8 light-on-dark" in line
     assert "this image is dark-on-light" in line and "--invert" in line
-    # inverted, it is what the model expects: no warning, the digit is found
+    assert size == (f"sknn predict: warning: {seven}: the model was trained on "
+                    "8x8 images; this image is 200x200, shrunk to 8x8, which "
+                    "loses detail")
+    # inverted, only the size differs from what the model expects
     status, stdout, stderr = _run_main(["predict", "--model", out, "--invert", seven])
-    assert status == 0 and stderr == ""
+    assert status == 0 and stderr.strip() == size
     # and a light-on-dark digit of the right kind never warns
     plain = tmp_path / "plain.png"
     _digit_png(plain, digits.images[7])
@@ -371,12 +383,18 @@ def test_progress_bar_labels_its_figures_and_says_why_it_stopped(tmp_path):
     assert "did not improve" in stopped[0]
 
 
-def test_option_names_match_the_estimators():
+def test_option_names_are_the_estimators():
+    """--activation and --weight-init offer sknn._options' names, which the
+    estimators' constraints and torch factories use (test_modules checks)."""
+    from sknn import _options
     from sknn._modules import ACTIVATIONS as activations
     from sknn._modules import WEIGHT_INITS as weight_inits
 
-    assert set(ACTIVATIONS) == set(activations)
-    assert set(WEIGHT_INITS) == set(weight_inits)
+    help_text = _run_main(["train", "--help"])[1]
+    for name in (*activations, *weight_inits):
+        assert name in help_text
+    assert set(_options.ACTIVATIONS) == set(activations)
+    assert set(_options.WEIGHT_INITS) == set(weight_inits)
 
 
 def test_train_cnn(tmp_path):
@@ -458,6 +476,215 @@ def test_table_model_as_onnx_reads_csv_columns(tmp_path):
         pd.read_csv(io.StringIO(by_onnx))["prediction"])
 
 
+def test_onnx_from_python_is_read_by_predict_as_the_joblib_model(digits_model,
+                                                                 digits, tmp_path):
+    """sknn.to_onnx in Python writes the same artifact as sknn export: its
+    metadata lets sknn predict read images, with the joblib model's answers."""
+    pytest.importorskip("onnxruntime")
+    import sknn
+    from sknn._onnx import METADATA_KEY
+
+    _, out, _, _, _ = digits_model
+    model = joblib.load(out)
+    python_onnx = tmp_path / "python.onnx"
+    python_onnx.write_bytes(sknn.to_onnx(model).SerializeToString())
+    status, _, stderr = _run_main(["export", "--model", out, "--onnx",
+                                   tmp_path / "cli.onnx"])
+    assert status == 0, stderr
+    import onnx
+
+    python_model, cli_model = (onnx.load(path)
+                               for path in (python_onnx, tmp_path / "cli.onnx"))
+    metadata = [{p.key: p.value for p in m.metadata_props}
+                for m in (python_model, cli_model)]
+    assert METADATA_KEY in metadata[0] and metadata[0] == metadata[1]
+    assert python_model.graph == cli_model.graph
+    assert sorted((o.domain, o.version) for o in python_model.opset_import) == \
+        sorted((o.domain, o.version) for o in cli_model.opset_import)
+    paths = [tmp_path / f"d{i}.png" for i in range(6)]
+    for path, image in zip(paths, digits.images[10:16]):
+        _digit_png(path, image)
+    answers = {}
+    for name, model_path in (("joblib", out), ("onnx", python_onnx)):
+        status, stdout, stderr = _run_main(["predict", "--model", model_path, *paths])
+        assert status == 0 and stderr == "", stderr
+        answers[name] = [line.split("\t") for line in stdout.strip().splitlines()]
+    assert [r[1] for r in answers["onnx"]] == [r[1] for r in answers["joblib"]]
+    np.testing.assert_allclose([float(r[2]) for r in answers["onnx"]],
+                               [float(r[2]) for r in answers["joblib"]], atol=2e-4)
+
+
+def test_a_large_digit_warns_that_it_is_resized(digits_model, digits, tmp_path):
+    """An 8x8-digits model given a 28x28 PNG says so (README: "says on stderr
+    when an image differs clearly from the training images (size, ...)"); an
+    image of about the training size does not warn."""
+    _, out, _, _, _ = digits_model
+    pixels = np.round(digits.images[3] * 255 / 16).astype(np.uint8)
+    mnist_like = tmp_path / "mnist_like.png"
+    Image.fromarray(pixels).resize((28, 28), Image.NEAREST).save(mnist_like)
+    status, stdout, stderr = _run_main(["predict", "--model", out, mnist_like])
+    assert status == 0 and stdout.startswith(str(mnist_like))
+    assert stderr.strip() == (
+        f"sknn predict: warning: {mnist_like}: the model was trained on 8x8 "
+        "images; this image is 28x28, shrunk to 8x8, which loses detail")
+    near = tmp_path / "near.png"
+    Image.fromarray(pixels).resize((10, 10), Image.NEAREST).save(near)
+    assert _run_main(["predict", "--model", out, near])[2] == ""
+    small = tmp_path / "small.png"
+    Image.fromarray(pixels).resize((4, 4)).save(small)
+    assert "this image is 4x4, enlarged to 8x8, which blurs it" in _run_main(
+        ["predict", "--model", out, small])[2]
+    wide = tmp_path / "wide.png"
+    Image.fromarray(pixels).resize((24, 8), Image.NEAREST).save(wide)
+    assert "stretched to 8x8" in _run_main(["predict", "--model", out, wide])[2]
+
+
+def test_ctrl_c_in_a_caller_is_known_from_the_signal(tmp_path, monkeypatch):
+    """main() called from Python: Ctrl-C during the fit (which the estimator
+    catches, keeping the model) ends in status 130 and saves nothing, known
+    from the command's own SIGINT handler, not from a warning's text."""
+    import threading
+    import warnings
+
+    # the estimator's own words for an interruption no longer matter
+    real_warn = warnings.warn
+
+    def reworded(message, *args, **kwargs):
+        if "interrupted" in str(message).lower():
+            message = "stopped early at the user's request"
+        return real_warn(message, *args, **kwargs)
+
+    monkeypatch.setattr(warnings, "warn", reworded)
+    default = signal.getsignal(signal.SIGINT)
+
+    def press_ctrl_c():
+        deadline = time.monotonic() + 60
+        # once the command's handler is installed, training is under way
+        while signal.getsignal(signal.SIGINT) is default:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c)
+    presser.start()
+    out = tmp_path / "m.joblib"
+    status, _, stderr = _run_main(["train", "--epochs", 100000, "--patience",
+                                   100000, "--hidden", 16, "--no-progress",
+                                   "--out", out])
+    presser.join()
+    assert status == 130, stderr
+    assert "sknn train: interrupted" in stderr and "nothing was saved" in stderr
+    assert not out.exists()
+    assert signal.getsignal(signal.SIGINT) is default
+
+
+def test_default_data_is_load_digits_or_mnist(tmp_path, monkeypatch):
+    """Without --data, sknn train reads what datasets.load_digits_or_mnist
+    gives: MNIST (28x28 uint8, max 255) where SKNN_MNIST names a copy."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(60, 28, 28), dtype=np.uint8)
+    y = np.arange(60) % 3
+    np.savez(tmp_path / "mnist.npz", x_train=x[:40], y_train=y[:40],
+             x_test=x[40:], y_test=y[40:])
+    monkeypatch.setenv("SKNN_MNIST", str(tmp_path / "mnist.npz"))
+    out = tmp_path / "m.joblib"
+    status, stdout, stderr = _run_main(["train", "--epochs", 1, "--hidden", 4,
+                                        "--no-progress", "--out", out])
+    assert status == 0, stderr
+    assert f"Data: MNIST ({tmp_path / 'mnist.npz'}): 60 28x28 grayscale" in stdout
+    pixels = joblib.load(out)["pixels"]
+    assert pixels.image_shape_ == (28, 28, 1) and pixels.max_value == 255.0
+    monkeypatch.setenv("SKNN_MNIST", str(tmp_path / "gone.npz"))
+    status, _, stderr = _run_main(["train", "--out", out])
+    assert status == 2 and "SKNN_MNIST environment variable" in stderr
+
+
+def test_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    status, _, stderr = _run_main(["train", "--plot", tmp_path / "c.png", "--out",
+                                   tmp_path / "m.joblib"])
+    assert status == 2 and not (tmp_path / "m.joblib").exists()
+    assert stderr.strip() == (
+        "sknn train: error: --plot needs the optional package 'matplotlib', "
+        "which is not installed. Install it with: pip install 'sknn[plot]'")
+
+
+def _bad_onnx_metadata(folder, model_path):
+    """ONNX files of the digits model with hostile sknn metadata: name ->
+    (file, what the error names)."""
+    onnx = pytest.importorskip("onnx")
+    import json
+
+    import sknn
+    from sknn._onnx import METADATA_KEY
+
+    good = sknn.to_onnx(joblib.load(model_path))
+    spec = json.loads({p.key: p.value for p in good.metadata_props}[METADATA_KEY])
+    scaler = spec["pixel_scaler"]
+    cases = {
+        "not json": ("{", "not JSON"),
+        "deep": ("[" * 100000 + "]" * 100000, "not JSON"),
+        "a list": ("[1, 2]", "must be a JSON object"),
+        "kind": (dict(spec, kind="audio"), "kind must be one of"),
+        "width": (dict(spec, n_features=65), "n_features is 65, but the graph"),
+        "huge image": (dict(spec, image_shape=[4096, 4096, 1]),
+                       "holds 16777216 values, but the graph takes rows of 64"),
+        "shape type": (dict(spec, image_shape="8x8"), "image_shape must be"),
+        "negative side": (dict(spec, image_shape=[-8, -8, 1]),
+                          "image_shape must be an integer"),
+        "nan scale": (dict(spec, max_value=float("nan")), "max_value must be a "
+                      "finite positive number"),
+        "text scale": (dict(spec, max_value="16"), "max_value must be a finite"),
+        "zero scale": (dict(spec, max_value=0), "max_value must be a finite "
+                       "positive"),
+        "extra attribute": (dict(spec, pixel_scaler=dict(scaler, __class__="x")),
+                            "pixel_scaler must hold exactly the keys"),
+        "scaler range": (dict(spec, pixel_scaler=dict(scaler, value_range_=[1])),
+                         "pixel_scaler.value_range_ must be [low, high]"),
+        "scaler mean": (dict(spec, pixel_scaler=dict(scaler, mean_=float("inf"))),
+                        "pixel_scaler.mean_ must be a finite number"),
+        "scaler background": (dict(spec, pixel_scaler=dict(scaler,
+                                                           background_=7)),
+                              "pixel_scaler.background_ must be one of"),
+        "scaler width": (dict(spec, pixel_scaler=dict(scaler, n_features_in_=63)),
+                         "pixel_scaler.n_features_in_ is 63"),
+        "classes": (dict(spec, classes={"a": 1}), "classes must be a list"),
+    }
+    files = {}
+    for name, (value, message) in cases.items():
+        bad = onnx.ModelProto()
+        bad.CopyFrom(good)
+        del bad.metadata_props[:]
+        entry = bad.metadata_props.add()
+        entry.key = METADATA_KEY
+        entry.value = value if isinstance(value, str) else json.dumps(value)
+        path = folder / f"{name.replace(' ', '_')}.onnx"
+        path.write_bytes(bad.SerializeToString())
+        files[name] = (path, message)
+    return files
+
+
+def test_hostile_onnx_metadata_is_one_documented_error(digits_model, digits,
+                                                       tmp_path):
+    """Every sknn metadata key that reaches the image scaler or sizes an image
+    is checked: one line, exit 2, 'invalid sknn metadata', never an internal
+    error."""
+    pytest.importorskip("onnxruntime")
+    png = tmp_path / "d.png"
+    _digit_png(png, digits.images[0])
+    for name, (path, message) in _bad_onnx_metadata(tmp_path,
+                                                    digits_model[1]).items():
+        status, stdout, stderr = _run_main(["predict", "--model", path, png])
+        assert status == 2, (name, stderr)
+        (line,) = stderr.strip().splitlines()
+        assert line.startswith(f"sknn predict: error: {str(path)!r}: invalid sknn "
+                               "metadata (sknn.input_spec): "), (name, line)
+        assert message in line, (name, line)
+        assert stdout == ""
+
+
 # ---------------------------------------------- bad input, in fresh processes
 @pytest.fixture(scope="module")
 def bad_input_dir(tmp_path_factory, digits_model):
@@ -480,10 +707,16 @@ def bad_input_dir(tmp_path_factory, digits_model):
     _table().drop(columns=["c"]).to_csv(folder / "short.csv", index=False)
     _table(text=True).to_csv(folder / "text.csv", index=False)
     (folder / "junk.onnx").write_bytes(b"not a protobuf")
+    (folder / "notes.csv").write_text("# comment\n1,2,3\n")  # pickle: KeyError 35
+    (folder / "empty.joblib").write_bytes(b"")
     dump(joblib.load(digits_model[1]), folder / "digits.joblib")
     status, _, _ = _run_main(["train", "--data", folder / "table.csv", "--target",
                               "answer", "--epochs", 1, "--out",
                               folder / "table.joblib", "--no-progress"])
+    assert status == 0
+    status, _, _ = _run_main(["train", "--data", folder / "text.csv", "--target",
+                              "answer", "--epochs", 1, "--out",
+                              folder / "text.joblib", "--no-progress"])
     assert status == 0
     return folder
 
@@ -530,12 +763,29 @@ BAD_INPUT = {
                   "is not a readable ONNX model"),
     "sknn missing": (["predict", "--model", "missing.sknn", "x.png"],
                      "does not exist"),
+    "model is a commented text": (["predict", "--model", "notes.csv", "x.png"],
+                                  "is not a saved sknn model: it is a text file "
+                                  "(a CSV file?)"),
+    "model is a CSV": (["export", "--model", "table.csv", "--sknn", "m.sknn"],
+                       "is not a saved sknn model: it is a text file"),
+    "model is an image": (["predict", "--model", "x.png", "x.png"],
+                          "is not a saved sknn model: it is a PNG image"),
+    "model is empty": (["predict", "--model", "empty.joblib", "x.png"],
+                       "is not a saved sknn model: it is empty"),
+    "model is a folder": (["predict", "--model", ".", "x.png"], "is a folder"),
+    "onnx of text columns": (["export", "--model", "text.joblib", "--onnx",
+                              "m.onnx"],
+                             "--onnx: this model one-hot encodes the text columns "
+                             "['colour']"),
+    "sknn of text columns": (["export", "--model", "text.joblib", "--sknn",
+                              "m.sknn"], "neither ONNX nor the .sknn format"),
 }
 
 
 #: one case per kind of bad input the issue names, also run as a real command
 SUBPROCESS_CASES = ["missing labels", "identifier column", "headerless",
-                    "unreadable image", "model junk", "usage"]
+                    "unreadable image", "model junk", "usage",
+                    "model is a commented text", "onnx of text columns"]
 
 
 @pytest.fixture(scope="module")
@@ -557,6 +807,7 @@ def _check_one_error_line(status, stderr, case, folder):
     assert BAD_INPUT[case][1] in lines[0]
     # nothing was saved by a failed run
     assert not (folder / "m.onnx").exists()
+    assert not (folder / "m.sknn").exists()
     assert not (folder / "model.joblib").exists()
 
 

@@ -251,3 +251,95 @@ def test_gpu_fitted_model_exports(raw_digits):
         model.fit(data, y)
         _, proba = run(sknn.to_onnx(model, data[:1]), data)
         np.testing.assert_allclose(proba, model.predict_proba(data), atol=1e-5)
+
+
+# ------------------------------------------- identity steps, columns, metadata
+@pytest.mark.parametrize("steps", [
+    [("skip", "passthrough"), ("scaler", StandardScaler()), ("clf", None)],
+    [("scaler", StandardScaler()), ("skip", None), ("clf", None)],
+    [("skip", None), ("clf", None)],
+], ids=["passthrough first", "None inside", "only the classifier"])
+def test_identity_steps_are_left_out(raw_digits, steps):
+    X, y = raw_digits
+    steps = [(name, mlp() if name == "clf" else step) for name, step in steps]
+    pipe = Pipeline(steps).fit(X, y)
+    assert_agrees(pipe, X)
+    # the input width comes from the first step that does something
+    labels, _ = run(sknn.to_onnx(pipe), X[:20])
+    np.testing.assert_array_equal(labels, pipe.predict(X[:20]))
+
+
+def test_columns_picked_by_name_are_refused(raw_digits):
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+
+    X, y = raw_digits
+    frame = pd.DataFrame(X[:, :3], columns=["a", "b", "c"])
+    pipe = Pipeline([("columns", ColumnTransformer([("num", StandardScaler(),
+                                                     ["a", "b"])])),
+                     ("clf", mlp())]).fit(frame, y)
+    with pytest.raises(NotImplementedError,
+                       match=r"picks DataFrame columns by name \(\['a', 'b'\]\)"):
+        sknn.to_onnx(pipe)
+    # by position, the same columns export
+    pipe = Pipeline([("columns", ColumnTransformer([("num", StandardScaler(),
+                                                     [0, 1])])),
+                     ("clf", mlp())]).fit(X[:, :3], y)
+    assert_agrees(pipe, X[:, :3])
+
+
+def test_metadata_describes_the_input_and_is_read_back(raw_digits, tmp_path):
+    """to_onnx's metadata carries what a reader needs: OnnxModel rebuilds the
+    PixelScaler from it (same statistics, same warnings) and predicts as the
+    Pipeline does."""
+    import json
+    import warnings
+
+    from sknn._onnx import METADATA_KEY
+    from sknn._onnx_runtime import OnnxModel
+
+    X, y = raw_digits
+    images = X.reshape(-1, 8, 8)
+    pipe = Pipeline([("pixels", PixelScaler(16.0)), ("scaler", StandardScaler()),
+                     ("clf", mlp())]).fit(images, y)
+    onx = sknn.to_onnx(pipe)
+    spec = json.loads({p.key: p.value for p in onx.metadata_props}[METADATA_KEY])
+    assert spec["kind"] == "image" and spec["image_shape"] == [8, 8, 1]
+    assert spec["max_value"] == 16.0 and spec["n_features"] == 64
+    assert spec["classes"] == pipe.classes_.tolist()
+    path = tmp_path / "m.onnx"
+    path.write_bytes(onx.SerializeToString())
+    model = OnnxModel(path)
+    scaler, original = model.input_spec_["pixel_scaler"], pipe["pixels"]
+    for key in ("n_features_in_", "image_shape_", "mean_", "value_range_",
+                "background_", "color_mode_", "max_value"):
+        assert getattr(scaler, key) == getattr(original, key), key
+    labels, proba = model.labels_and_proba(images[:50])
+    np.testing.assert_array_equal(labels, pipe.predict(images[:50]))
+    np.testing.assert_allclose(proba, pipe.predict_proba(images[:50]), atol=1e-5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.labels_and_proba(16 - images[:1])  # dark-on-light
+        pipe.predict(16 - images[:1])
+    assert len(caught) == 2 and str(caught[0].message) == str(caught[1].message)
+    # a table model: unnamed columns of the fitted width
+    table = json.loads({p.key: p.value for p in sknn.to_onnx(
+        mlp().fit(X, y)).metadata_props}[METADATA_KEY])
+    assert table["kind"] == "table" and table["feature_names"] is None
+    assert table["n_features"] == 64 and "pixel_scaler" not in table
+
+
+def test_graphs_that_are_not_classifiers_are_refused(tmp_path):
+    from onnx import TensorProto, helper
+
+    from sknn._onnx_runtime import OnnxModel
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["X"], ["Y"])], "identity",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 4])])
+    path = tmp_path / "identity.onnx"
+    path.write_bytes(helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    with pytest.raises(ValueError, match="is not an sknn classifier graph"):
+        OnnxModel(path)
