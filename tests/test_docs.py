@@ -18,7 +18,8 @@ HTML = DOCS / "_build" / "html"
 
 #: what a user reads or runs (docs pages that other issues own are left out)
 USER_FILES = sorted(
-    [ROOT / "README.md", ROOT / "sknn" / "cli.py", ROOT / "sknn" / "datasets.py"]
+    [ROOT / "README.md", *sorted((ROOT / "sknn" / "cli").glob("*.py")),
+     ROOT / "sknn" / "datasets.py"]
     + [p for p in DOCS.glob("*.rst")]
     + list((ROOT / "examples").glob("*")))
 
