@@ -25,6 +25,9 @@ def echo(text):
     tqdm.write(text, file=sys.stdout)
 
 
+#: the epoch bar: tqdm's default without the rate
+EPOCH_BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+
 #: history key -> the label the bar shows
 LABELS = {"train_loss": "loss", "train_acc": "accuracy",
           "valid_loss": "val_loss", "valid_acc": "val_accuracy"}
@@ -129,8 +132,10 @@ class EpochProgressBar(Callback):
         self.bar_ = self.batch_bar_ = None
         if not self.drawn_:
             return
+        # no epoch rate (the batch bar has one): room for four figures
         self.bar_ = tqdm(total=self.total_, desc=self.desc, unit="epoch",
-                         file=self.stream_, leave=True, dynamic_ncols=True)
+                         file=self.stream_, leave=True, dynamic_ncols=True,
+                         bar_format=EPOCH_BAR)
         if self.batches:
             self.batch_bar_ = tqdm(total=None, desc="epoch 1", unit="batch",
                                    file=self.stream_, leave=False,
@@ -157,14 +162,15 @@ class EpochProgressBar(Callback):
         size = len(batch[1]) if batch is not None else 1
         self.seen_ += size
         record = net.history[-1]["batches"][-1] if net.history[-1]["batches"] else {}
-        if "train_loss" in record:
-            # the CPU path recorded it as a float already
+        on_host = "train_loss" in record
+        if on_host:
+            # the CPU path recorded it as a float already: shown every batch
             self.loss_sum_ += record["train_loss"] * size
         elif loss is not None:
             # on the device: summed there, read every `refresh` seconds
             self.loss_sum_ = self.loss_sum_ + loss.detach() * size
         now = time.monotonic()
-        if now - self.read_at_ >= self.refresh or bar.n + 1 == bar.total:
+        if on_host or now - self.read_at_ >= self.refresh or bar.n + 1 == bar.total:
             self.read_at_ = now
             bar.set_postfix_str(f"loss={float(self.loss_sum_) / self.seen_:.4f}",
                                 refresh=False)

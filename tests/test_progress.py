@@ -68,7 +68,12 @@ def test_batch_bar_counts_each_epoch_and_shows_the_recorded_loss(
     est = make(max_iter=3, batch_size=64, alpha=0.0, random_state=0,
                progress_bar=True, callbacks=[BarWatch()])
     _fit(est, data, Terminal(), monkeypatch)
-    seen = dict(est.net_.callbacks_)["BarWatch"].epochs_
+    watch = dict(est.net_.callbacks_)["BarWatch"]
+    seen = watch.epochs_
+    # on the CPU the batch losses are on the host: the running loss shows
+    # from the first batch on
+    assert len(watch.postfixes_) == 12
+    assert all(p.startswith("loss=") for p in watch.postfixes_)
     # 200 samples in batches of 64: 4 batches, every epoch
     assert [s["batches"] for s in seen] == [(4, 4)] * 3
     assert [s["epochs"] for s in seen] == [(1, 3), (2, 3), (3, 3)]
