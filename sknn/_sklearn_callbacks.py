@@ -16,7 +16,8 @@ the auto-propagated ones reach the sknn estimator inside. A fit reports:
   ``sample_weight`` as metadata, and, for callbacks that ask for a
   ``fitted_estimator``, a copy of the estimator as it is then: the weights
   (copied on demand, only when a callback asks), ``n_iter_``, ``loss_curve_``,
-  ``loss_`` and ``history_`` up to that epoch, and the layer attributes;
+  ``loss_``, ``history_`` (and, with early stopping, ``validation_scores_``
+  and ``best_validation_score_``) up to that epoch, and the layer attributes;
 - a callback's request to stop (``on_fit_task_end`` returning True) ends
   training after that epoch, once every skorch callback has seen it, as a
   normal stop: skorch's ``EarlyStopping`` stops the same way.
@@ -119,6 +120,12 @@ def snapshot_attributes(est, net):
     if net.__dict__.get("module") is net.module_:
         frozen.__dict__["module"] = module
     frozen.__dict__["optimizer_"] = None
+    # what sknn._training.fit clears when a fit ends: the validation split,
+    # the shuffling RNG and the Ctrl-C probe
+    for key in ("train_split", "iterator_train__generator"):
+        if key in frozen.__dict__:
+            frozen.__dict__[key] = None
+    frozen.__dict__.pop("ctrl_c_pressed_", None)
     rows = [row for row in net.history if "train_loss" in row]
     frozen.__dict__["history_"] = History(rows)
     loss_curve = [float(row["train_loss"]) for row in rows]
@@ -127,6 +134,9 @@ def snapshot_attributes(est, net):
     attrs = {"net_": frozen, "n_iter_": n_iter, "loss_curve_": loss_curve,
              "loss_": loss_curve[-1] if loss_curve else float("nan"),
              "history_": [_history_record(row) for row in rows]}
+    if rows and "valid_acc" in rows[-1]:
+        scores = [float(row["valid_acc"]) for row in rows]
+        attrs.update(validation_scores_=scores, best_validation_score_=max(scores))
     # the architecture attributes (coefs_...) as the estimator derives them
     scratch = type(est).__new__(type(est))
     scratch.__dict__.update(est.__dict__)

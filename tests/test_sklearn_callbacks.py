@@ -4,6 +4,7 @@ epoch snapshots that ``ScoringMonitor`` scores, a callback's request to stop,
 and the adapter's no-op with a scikit-learn that has no callbacks."""
 
 import importlib
+import pickle
 import warnings
 
 import numpy as np
@@ -119,6 +120,18 @@ class StopAt:
         return context.task_name == "epoch" and context.task_id + 1 == self.epoch
 
 
+class KeepSnapshots(StopAt):
+    """Keeps the estimator each epoch hands to its callbacks."""
+
+    def __init__(self):
+        super().__init__(epoch=0)
+        self.kept = []
+
+    def on_fit_task_end(self, estimator, context, *, fitted_estimator=None):
+        if context.task_name == "epoch":
+            self.kept.append(fitted_estimator)
+
+
 @pytest.fixture(scope="module")
 def data(digits):
     X, y = digits
@@ -187,15 +200,10 @@ def test_scoring_monitor_scores_each_epoch_as_if_fit_stopped_there(
 
 
 def test_epoch_snapshot_is_a_frozen_usable_estimator(data):
-    kept = []
-
-    class Keep(StopAt):
-        def on_fit_task_end(self, estimator, context, *, fitted_estimator=None):
-            if context.task_name == "epoch":
-                kept.append(fitted_estimator)
-
+    keep = KeepSnapshots()
     X, y = data
-    est = _mlp(max_iter=3).set_callbacks(Keep(0)).fit(X, y)
+    est = _mlp(max_iter=3).set_callbacks(keep).fit(X, y)
+    kept = keep.kept
     assert [snap.n_iter_ for snap in kept] == [1, 2, 3]
     for k, snap in enumerate(kept, 1):
         # its own weights, unchanged by the epochs trained after it
@@ -203,6 +211,20 @@ def test_epoch_snapshot_is_a_frozen_usable_estimator(data):
         assert snap.loss_curve_ == est.loss_curve_[:k]
         assert np.array_equal(snap.coefs_[0], est.coefs_[0]) == (k == 3)
     np.testing.assert_array_equal(kept[-1].predict_proba(X), est.predict_proba(X))
+    assert not hasattr(kept[0], "validation_scores_")
+    # a snapshot pickles as a fitted model does
+    loaded = pickle.loads(pickle.dumps(kept[0]))
+    np.testing.assert_array_equal(loaded.predict_proba(X), kept[0].predict_proba(X))
+
+
+def test_early_stopping_snapshots_hold_their_validation_scores(data):
+    keep = KeepSnapshots()
+    est = _mlp(max_iter=3, early_stopping=True).set_callbacks(keep).fit(*data)
+    for k, snap in enumerate(keep.kept, 1):
+        assert snap.validation_scores_ == est.validation_scores_[:k]
+        assert snap.best_validation_score_ == max(est.validation_scores_[:k])
+        # the snapshot's net holds no validation data
+        assert snap.net_.train_split is None
 
 
 @pytest.mark.parametrize("epoch", [1, 3])
@@ -232,8 +254,6 @@ def test_partial_fit_is_one_task_of_one_epoch(data):
 
 
 def test_fitted_model_holds_no_reference_to_the_data(data):
-    import pickle
-
     est = _mlp(max_iter=2).set_callbacks(ScoringMonitor(scoring="accuracy"))
     est.fit(*data)
     bridge = dict(est.net_.callbacks_)["sklearn_callbacks"]
