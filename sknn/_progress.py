@@ -90,8 +90,9 @@ class EpochProgressBar(Callback):
     and the last epoch's figures.
 
     Reading a batch loss that is on a GPU waits for the GPU, so there the
-    running loss is summed on the device and read at most once every
-    ``refresh`` seconds; on the CPU it is the value the history records.
+    batch losses are kept on the device and read together at most once every
+    ``refresh`` seconds (and at an epoch's last batch); on the CPU the running
+    loss comes from the values the history records.
 
     Parameters
     ----------
@@ -153,6 +154,7 @@ class EpochProgressBar(Callback):
         bar.set_postfix_str("", refresh=False)
         self.seen_ = 0
         self.loss_sum_ = 0.0
+        self.pending_ = []
         self.read_at_ = time.monotonic()
 
     def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
@@ -167,12 +169,20 @@ class EpochProgressBar(Callback):
             # the CPU path recorded it as a float already: shown every batch
             self.loss_sum_ += record["train_loss"] * size
         elif loss is not None:
-            # on the device: summed there, read every `refresh` seconds
-            self.loss_sum_ = self.loss_sum_ + loss.detach() * size
+            # on the device: kept there, read every `refresh` seconds
+            self.pending_.append((loss.detach(), size))
         now = time.monotonic()
         if on_host or now - self.read_at_ >= self.refresh or bar.n + 1 == bar.total:
             self.read_at_ = now
-            bar.set_postfix_str(f"loss={float(self.loss_sum_) / self.seen_:.4f}",
+            if self.pending_:
+                import torch
+
+                # one wait for the device and one copy for all of them
+                values = torch.stack([value for value, _ in self.pending_]).tolist()
+                self.loss_sum_ += sum(value * n for value, (_, n)
+                                      in zip(values, self.pending_))
+                self.pending_ = []
+            bar.set_postfix_str(f"loss={self.loss_sum_ / self.seen_:.4f}",
                                 refresh=False)
         bar.update(1)
 
@@ -212,12 +222,12 @@ class EpochProgressBar(Callback):
 
     def _forget(self):
         self.bar_ = self.batch_bar_ = None
-        for name in ("stream_", "loss_sum_", "last_row_"):
+        for name in ("stream_", "pending_", "last_row_"):
             self.__dict__.pop(name, None)
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["bar_"] = state["batch_bar_"] = None
-        for name in ("stream_", "loss_sum_", "last_row_"):
+        for name in ("stream_", "pending_", "last_row_"):
             state.pop(name, None)
         return state
