@@ -228,16 +228,17 @@ def test_early_stopping_snapshots_hold_their_validation_scores(data):
 
 
 @pytest.mark.parametrize("epoch", [1, 3])
-def test_a_callback_that_asks_to_stop_ends_the_fit_there(data, epoch):
+def test_a_callback_that_asks_to_stop_ends_the_fit_there(data, epoch, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        est = _mlp(max_iter=6).set_callbacks(StopAt(epoch)).fit(*data)
+        est = _mlp(max_iter=6, progress_bar=True).set_callbacks(StopAt(epoch))
+        est.fit(*data)
     assert est.n_iter_ == epoch
     assert len(est.history_) == epoch
-    from sknn._progress import stop_reason
-
-    assert stop_reason(est.net_) == (
-        f"a scikit-learn callback asked to stop after epoch {epoch} of this fit.")
+    # the progress bar says why
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"Stopped early at epoch {epoch} of 6: a scikit-learn callback asked to "
+        f"stop after epoch {epoch} of this fit.")
 
 
 def test_partial_fit_is_one_task_of_one_epoch(data):
