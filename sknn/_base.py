@@ -30,10 +30,15 @@ from sklearn.utils.validation import (
 )
 
 from sknn import _options
+from sknn._sklearn_callbacks import (  # sklearn.callback (1.9+)
+    CallbackSupportMixin,
+    fit_task,
+    with_callbacks,
+)
 from sknn._targets import TargetEncoder, sample_weights
 
 
-class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
+class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     """Shared machinery of the sknn classifiers. Not for direct use."""
 
     _parameter_constraints: dict = {
@@ -174,6 +179,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         return self.target_encoder_.transform(y)
 
     # ---------------------------------------------------------------- training
+    @with_callbacks
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Fit the model to data matrix X and targets y.
@@ -202,6 +208,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         return True
 
     @available_if(_check_solver)
+    @with_callbacks
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """Update the model with a single epoch over the given data.
@@ -242,8 +249,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
                                 self.class_weight)
         from sknn import _training
 
-        _training.fit(self, X, y_encoded, weight, incremental=incremental,
-                      reset=reset)
+        with fit_task(self, X, y, sample_weight, incremental):  # sklearn.callback
+            _training.fit(self, X, y_encoded, weight, incremental=incremental,
+                          reset=reset)
         return self
 
     def _rebuild(self, module_state):

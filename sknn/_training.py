@@ -48,6 +48,7 @@ from sknn._data import BatchIterator, TensorDataset, as_target_tensor
 from sknn._modules import L2_PATTERNS, l2_weights
 from sknn._parallel import isolate_checkpoints, resolve_device
 from sknn._progress import EpochProgressBar
+from sknn._sklearn_callbacks import add_net_callbacks
 from sknn._threads import ThreadTuner, fit_threads
 
 _MAX_SEED = np.iinfo(np.int32).max
@@ -499,6 +500,7 @@ def _callbacks(est):
             monitor="valid_acc" if est.early_stopping else "train_loss",
             tol=est.tol, n_iter_no_change=est.n_iter_no_change,
             adaptive=est.solver == "sgd" and est.learning_rate == "adaptive")
+    add_net_callbacks(first, last)  # sklearn.callback: epochs as tasks
     user = []
     for item in map(_copy_callback, est.callbacks or []):
         name = item[0] if isinstance(item, tuple) else None
