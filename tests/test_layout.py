@@ -36,7 +36,8 @@ LAYERS = [
                  "sknn.datasets", "sknn.preprocessing", "sknn._pipeline",
                  "sknn.plotting"]),
     # the training engine: the skorch net, its callbacks, CPU threads
-    ("training", ["sknn._threads", "sknn._callbacks", "sknn._training"]),
+    ("training", ["sknn._threads", "sknn._callbacks", "sknn._sklearn_callbacks",
+                  "sknn._training"]),
     # the scikit-learn estimators
     ("estimators", ["sknn._base", "sknn._mlp", "sknn._cnn"]),
     # what a fitted estimator becomes: ONNX graphs, safe files
