@@ -55,12 +55,20 @@ clf = CNNClassifier(conv_filters=(32, 64, 64), kernel_size=3, pool_size=2,
                     max_iter=1 if TINY else epochs, early_stopping=True,
                     n_iter_no_change=100, random_state=0)
 clf.fit(X_train, y_train)
-print(clf.net_.module_)
 for row in clf.history_:
     print(f"epoch {row['epoch']}: loss {row['loss']:.4f}, accuracy "
           f"{row['accuracy']:.4f}, val_accuracy {row['val_accuracy']:.4f}, "
           f"{row['duration']:.1f} s")
 print(f"test accuracy: {clf.score(X_test, y_test):.4f}")
+
+# %%
+# The network it built
+# --------------------
+# The fitted torch module is ``clf.net_.module_``; ``padding_`` says what
+# ``padding='auto'`` chose for these images.
+n_weights = sum(p.numel() for p in clf.net_.module_.parameters())
+print(f"padding_: {clf.padding_!r}, {n_weights:,} parameters")
+print(clf.net_.module_)
 
 # %%
 # Learning curves
