@@ -43,6 +43,20 @@ def test_user_files_never_point_at_the_development_data(path):
     assert "shared/data" not in text and "SKNN_MNIST_DIR" not in text
 
 
+@pytest.mark.parametrize("page", ["benchmarks.md", "benchmarks_cnn.md"])
+def test_benchmark_pages_are_user_documentation(page):
+    """Commands a user can run, on data a user has; no development journal."""
+    text = (DOCS / page).read_text()
+    for journal in ("shared/data", "../shared", "/tmp/", "git worktree", "was lent",
+                    "SKNN_MNIST_DIR"):
+        assert journal not in text, journal
+    assert not re.search(r"\bcommits? [0-9a-f]{7}", text), "a commit hash"
+    scripts = set(re.findall(r"python (benchmarks/\w+\.py)", text))
+    assert scripts, "no command to run"
+    for script in scripts:
+        assert (ROOT / script).is_file(), script
+
+
 def test_conf_runs_the_gallery_with_sphinx_gallery():
     conf = runpy.run_path(str(DOCS / "conf.py"))
     assert "sphinx_gallery.gen_gallery" in conf["extensions"]
