@@ -175,7 +175,7 @@ def test_tiny_run_notes_follow_every_output_and_figure():
 
 
 def test_built_image_folder_page_shows_what_its_text_promises():
-    """The page promises about 0.95: a full build must show it (a tiny one
+    """The page promises 0.94 to 0.96: a full build must show it (a tiny one
     says beside the number that it is not, checked above)."""
     html = _built("auto_examples/plot_image_folder.html")
     assert "reaches a test accuracy of" in html
