@@ -8,7 +8,7 @@
 # the examples that changed since the last build (docs/auto_examples keeps
 # their output). For a quick check of the build alone:
 #     SKNN_EXAMPLE_TINY=1 bash docs/build.sh
-# runs them on a few hundred samples for one to three epochs, and every
+# runs them on 60 to 400 samples for one to three epochs, and every
 # output and figure of those pages then says beside it that it is a tiny run.
 set -euo pipefail
 cd "$(dirname "$0")/.."

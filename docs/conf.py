@@ -5,7 +5,7 @@ Build (warnings are errors): ``bash docs/build.sh``. sphinx-gallery runs every
 with a download of the script and of a notebook. The examples run in full by
 default (about a minute for all of them on two cores, on scikit-learn's digits
 unless ``SKNN_MNIST`` names a copy of MNIST), so the pages show real results.
-``SKNN_EXAMPLE_TINY=1`` runs them on a few hundred samples for one to three
+``SKNN_EXAMPLE_TINY=1`` runs them on 60 to 400 samples for one to three
 epochs, a check of the build alone: every output and figure of such a page
 then carries a note, beside it, that it comes from a tiny run.
 """
@@ -137,7 +137,7 @@ _TINY_PAGE_NOTE = """
    :class: sknn-tiny-run
 
    **A tiny run.** This page was built with ``SKNN_EXAMPLE_TINY=1``: the
-   script ran on a few hundred samples for one to three epochs, so its printed
+   script ran on 60 to 400 samples for one to three epochs, so its printed
    accuracies, tables and curves show a quick check of the build, not the
    example's results. Run the script without ``SKNN_EXAMPLE_TINY``, or build
    the documentation with ``bash docs/build.sh``, for those.
@@ -147,7 +147,7 @@ _TINY_PAGE_NOTE = """
 _TINY_BLOCK_NOTE = """
 .. rst-class:: sknn-tiny-run
 
-   *Tiny run* (``SKNN_EXAMPLE_TINY=1``): a few hundred samples, one to three
+   *Tiny run* (``SKNN_EXAMPLE_TINY=1``): 60 to 400 samples, one to three
    epochs. Not the example's result.
 
 """
