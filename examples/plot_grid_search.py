@@ -63,6 +63,10 @@ search.fit(X, y)
 # %%
 # ``cv_results_`` as a table
 # --------------------------
+# The first fits of a fresh process pay torch's one-time start-up (the first
+# optimizer a process builds imports ``torch._dynamo``, about 1.7 s on two
+# cores): that shows as a longer mean fit time for the first architectures,
+# not as a slower network.
 results = pd.DataFrame(search.cv_results_)
 table = pd.DataFrame({
     "hidden layers": [str(p) for p in results["param_mlpclassifiertorch__"
