@@ -7,7 +7,8 @@
 
 The net is the Keras CNN tutorial's Conv32-Pool-Conv64-Pool-Conv64-Dense64-Dense10
 (3x3 convolutions, padding 'valid', 93,322 parameters), trained with Adam (lr
-1e-3) on the first 8,000 real MNIST images (../shared/data/mnist), on the CPU.
+1e-3) on the first 8,000 real MNIST images (``SKNN_MNIST``: Keras'
+mnist.npz or a folder of the IDX files), on the CPU.
 sknn's system is the *default* ``CNNClassifier`` (only ``batch_size``,
 ``max_iter`` and ``random_state`` set): its ``padding='auto'`` must resolve to
 'valid' and build that very net, which the run checks before timing.
@@ -67,7 +68,10 @@ import time
 import warnings
 from pathlib import Path
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+#: MNIST as sknn.datasets.load_mnist reads it (Keras' mnist.npz or a folder of
+#: the IDX files), from SKNN_MNIST; the development checkout's copy otherwise
+MNIST_DIR = Path(os.environ.get("SKNN_MNIST") or Path(__file__).resolve().parents[2]
+                 / "shared" / "data" / "mnist").expanduser()
 
 # ------------------------------------------------------------------ worker
 def _load(n_train):
@@ -407,6 +411,9 @@ def main(argv=None):
         return 0
     if args.quick:
         args.speed_epochs, args.rounds, args.epochs, args.n_train = 2, 1, 2, 1000
+    if not MNIST_DIR.exists():
+        parser.error(f"MNIST not found at {MNIST_DIR}: set SKNN_MNIST to Keras' "
+                     "mnist.npz or a folder of the MNIST IDX files")
     import torch
 
     print(f"torch {torch.__version__}, {args.threads} thread(s); {args.n_train} "

@@ -10,7 +10,8 @@ Sections:
    whole fit's wall time (per-fit and per-step overhead shows on small data).
 2. MNIST-shaped synthetic data (60,000 x 784), 784-512-10, Adam, batch 128:
    seconds per epoch.
-3. The real MNIST images (8,000 train / 2,000 test, from ../shared/data/mnist),
+3. The real MNIST images (8,000 train / 2,000 test, from ``SKNN_MNIST``:
+   Keras' mnist.npz or a folder of the IDX files),
    784-512-10, Adam, batch 128, 10 epochs: test accuracy.
 4. Prediction: single-row ``predict_proba`` latency and 10,000-row predict time.
 5. Peak RSS of a fresh process fitting one epoch of section 2.
@@ -21,6 +22,7 @@ as median [min-max], so slow spells of a shared machine hit both sides.
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 import time
 import warnings
@@ -36,7 +38,10 @@ from torch import nn
 
 from sknn import MLPClassifierTorch
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+#: MNIST as sknn.datasets.load_mnist reads it (Keras' mnist.npz or a folder of
+#: the IDX files), from SKNN_MNIST; the development checkout's copy otherwise
+MNIST_DIR = Path(os.environ.get("SKNN_MNIST") or Path(__file__).resolve().parents[2]
+                 / "shared" / "data" / "mnist").expanduser()
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 
@@ -192,7 +197,7 @@ def bench_mnist_shaped(rounds, n=60_000, epochs=2):
 
 
 def load_real_mnist():
-    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
+    if not MNIST_DIR.exists():
         return None
     from sknn.datasets import load_mnist
 
@@ -204,7 +209,9 @@ def load_real_mnist():
 def bench_accuracy(epochs):
     data = load_real_mnist()
     if data is None:
-        print(f"\n(real MNIST not found at {MNIST_DIR}: accuracy section skipped)")
+        print(f"\n(real MNIST not found at {MNIST_DIR}: accuracy section skipped;"
+              " set SKNN_MNIST to Keras' mnist.npz or a folder of the MNIST IDX "
+              "files)")
         return
     X_train, y_train, X_test, y_test = data
     rows = []

@@ -8,7 +8,8 @@
    precision='float32' and 'bfloat16' and a plain torch loop of the same net
    with and without ``torch.autocast("cpu", dtype=torch.bfloat16)``, in
    interleaved rounds; ratios bf16 / fp32 within each round.
-2. Accuracy: the real MNIST test set split 8,000 / 2,000 (../shared/data/mnist;
+2. Accuracy: the real MNIST test set split 8,000 / 2,000 (``SKNN_MNIST``: Keras'
+   mnist.npz or a folder of the IDX files;
    skipped without it), 784-512-10, 10 epochs, both precisions, three seeds.
 
 Whether bfloat16 pays depends on the CPU: with AVX-512 BF16 or AMX the matrix
@@ -32,7 +33,10 @@ from torch import nn
 from sknn import CNNClassifier, MLPClassifierTorch
 from sknn._training import _bf16_native
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+#: MNIST as sknn.datasets.load_mnist reads it (Keras' mnist.npz or a folder of
+#: the IDX files), from SKNN_MNIST; the development checkout's copy otherwise
+MNIST_DIR = Path(os.environ.get("SKNN_MNIST") or Path(__file__).resolve().parents[2]
+                 / "shared" / "data" / "mnist").expanduser()
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 
@@ -106,8 +110,10 @@ def speed(rounds):
 
 
 def accuracy(seeds):
-    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
-        print(f"\n(real MNIST not found at {MNIST_DIR}: accuracy skipped)")
+    if not MNIST_DIR.exists():
+        print(f"\n(real MNIST not found at {MNIST_DIR}: accuracy skipped;"
+              " set SKNN_MNIST to Keras' mnist.npz or a folder of the MNIST IDX "
+              "files)")
         return
     from sknn.datasets import load_mnist
 

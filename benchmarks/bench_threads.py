@@ -3,7 +3,8 @@
     python benchmarks/bench_threads.py             # 5 rounds per load level
     python benchmarks/bench_threads.py --rounds 3
 
-The fit: 8,000 MNIST images (the real test set from ../shared/data/mnist when
+The fit: 8,000 MNIST images (the real test set from ``SKNN_MNIST``, Keras'
+mnist.npz or a folder of the IDX files, when
 present, else MNIST-shaped random data), 784-512-10, Adam, batch 200, 3 epochs.
 Each round runs, in turn, sknn as it is (the ThreadTuner picks the thread count)
 and sknn held to 1 thread and to 2 threads (tuner removed), so that all three
@@ -27,12 +28,15 @@ from sklearn.exceptions import ConvergenceWarning
 
 from sknn import MLPClassifierTorch
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+#: MNIST as sknn.datasets.load_mnist reads it (Keras' mnist.npz or a folder of
+#: the IDX files), from SKNN_MNIST; the development checkout's copy otherwise
+MNIST_DIR = Path(os.environ.get("SKNN_MNIST") or Path(__file__).resolve().parents[2]
+                 / "shared" / "data" / "mnist").expanduser()
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 
 def load_data(n=8000):
-    if (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
+    if MNIST_DIR.exists():
         from sknn.datasets import load_mnist
 
         _, (X, y) = load_mnist(MNIST_DIR)

@@ -2,10 +2,12 @@
 
 Build (warnings are errors): ``bash docs/build.sh``. sphinx-gallery runs every
 ``examples/plot_*.py`` and puts its printed output and figures on its page,
-with a download of the script and of a notebook. ``docs/build.sh`` runs them
-in tiny mode (``SKNN_EXAMPLE_TINY=1``: seconds each) unless
-``SKNN_EXAMPLE_TINY=0`` is set; ``SKNN_MNIST`` chooses MNIST over the digits
-as it does for the scripts themselves.
+with a download of the script and of a notebook. The examples run in full by
+default (about a minute for all of them on two cores, on scikit-learn's digits
+unless ``SKNN_MNIST`` names a copy of MNIST), so the pages show real results.
+``SKNN_EXAMPLE_TINY=1`` runs them on 60 to 400 samples for one to three
+epochs, a check of the build alone: every output and figure of such a page
+then carries a note, beside it, that it comes from a tiny run.
 """
 
 import os
@@ -93,11 +95,21 @@ sphinx_gallery_conf = {
 }
 
 # the examples read these when sphinx-gallery runs them in this process
-os.environ.setdefault("SKNN_EXAMPLE_TINY", "1")
+os.environ.setdefault("SKNN_EXAMPLE_TINY", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
-if os.environ["SKNN_EXAMPLE_TINY"] == "1":
-    # one to three epochs always end at max_iter: not worth a line on the page
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+
+# sphinx-gallery reruns only the examples whose source changed; a build in the
+# other mode (tiny or full) or on other data (SKNN_MNIST) reruns them all, so
+# that no page keeps the output of the other kind of run
+_RUN_STAMP = DOCS / "auto_examples" / ".examples-run"
+_RUN = (f"tiny={os.environ['SKNN_EXAMPLE_TINY'] == '1'} "
+        f"mnist={os.environ.get('SKNN_MNIST', '')}")
+sphinx_gallery_conf["run_stale_examples"] = (
+    not _RUN_STAMP.is_file() or _RUN_STAMP.read_text() != _RUN)
+# the examples run a fixed number of epochs on purpose (the tutorials' counts,
+# tol=0 or a large n_iter_no_change), so every fit ends at max_iter: the
+# ConvergenceWarning that says so is not worth a line on the page
+warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 
 # ----------------------------------------------------------- docstrings
@@ -115,29 +127,80 @@ def _escape_type_underscores(app, what, name, obj, options, lines):
             lines[i] = f"{head} : {escaped}"
 
 
-_TINY_NOTE = """
-.. note::
+def _tiny_build():
+    return os.environ.get("SKNN_EXAMPLE_TINY") == "1"
 
-   This page was built with ``SKNN_EXAMPLE_TINY=1``: the script ran on a few
-   hundred samples for one to three epochs, so the printed accuracies and the
-   curves show a quick run, not the tutorial's results: run the script
-   (without ``SKNN_EXAMPLE_TINY``) for those.
+
+#: the note at the top of a gallery page built in tiny mode
+_TINY_PAGE_NOTE = """
+.. note::
+   :class: sknn-tiny-run
+
+   **A tiny run.** This page was built with ``SKNN_EXAMPLE_TINY=1``: the
+   script ran on 60 to 400 samples for one to three epochs, so its printed
+   accuracies, tables and curves show a quick check of the build, not the
+   example's results. Run the script without ``SKNN_EXAMPLE_TINY``, or build
+   the documentation with ``bash docs/build.sh``, for those.
 """
+
+#: the note beside each output block and figure of such a page
+_TINY_BLOCK_NOTE = """
+.. rst-class:: sknn-tiny-run
+
+   *Tiny run* (``SKNN_EXAMPLE_TINY=1``): 60 to 400 samples, one to three
+   epochs. Not the example's result.
+
+"""
+
+# where sphinx-gallery puts a cell's printed output or its figures
+_OUTPUT_OR_FIGURE = re.compile(
+    r"^(\.\. rst-class:: sphx-glr-script-out|\.\. image-sg::|"
+    r"\.\. rst-class:: sphx-glr-horizontal)")
 
 
 def _note_tiny_runs(app, docname, source):
-    """Say on each gallery page when its output comes from a tiny run."""
-    if (os.environ.get("SKNN_EXAMPLE_TINY") != "1"
-            or not docname.startswith("auto_examples/plot_")):
+    """Mark a gallery page as a tiny or a full run (``<meta name="sknn-examples">``,
+    which tests/test_docs.py reads) and, when tiny, say so at its top and
+    beside every output block and figure."""
+    if not docname.startswith("auto_examples/plot_"):
         return
-    text = source[0]
-    # after the page title, which has an overline and an underline of '='
+    tiny = _tiny_build()
+    source[0] = _mark_gallery_page(source[0], tiny)
+
+
+def _mark_gallery_page(text, tiny):
+    """The page source with the mode's meta tag and, when ``tiny``, the notes."""
+    meta = f"\n.. meta::\n   :sknn-examples: {'tiny' if tiny else 'full'}\n\n"
+    if not tiny:
+        return meta + text
+    lines = text.split("\n")
+    out, in_block = [], False
+    for line in lines:
+        # a block ends at the next line that starts at column 0
+        if in_block and line and not line[0].isspace():
+            out.extend(_TINY_BLOCK_NOTE.split("\n"))
+            in_block = False
+        if _OUTPUT_OR_FIGURE.match(line):
+            in_block = True
+        out.append(line)
+    if in_block:
+        out.extend(_TINY_BLOCK_NOTE.split("\n"))
+    text = "\n".join(out)
+    # the page note after the title, which has an overline and an underline of '='
     match = re.search(r"^=+\n[^\n]+\n=+\n", text, flags=re.MULTILINE)
     if match:
         cut = match.end()
-        source[0] = text[:cut] + _TINY_NOTE + text[cut:]
+        text = text[:cut] + _TINY_PAGE_NOTE + text[cut:]
+    return meta + text
+
+
+def _stamp_run(app, exception):
+    """Record which kind of run the gallery's cached output comes from."""
+    if exception is None and _RUN_STAMP.parent.is_dir():
+        _RUN_STAMP.write_text(_RUN)
 
 
 def setup(app):
     app.connect("autodoc-process-docstring", _escape_type_underscores, priority=100)
     app.connect("source-read", _note_tiny_runs)
+    app.connect("build-finished", _stamp_run)

@@ -63,6 +63,11 @@ search.fit(X, y)
 # %%
 # ``cv_results_`` as a table
 # --------------------------
+# The first fit in each worker process pays a one-time start-up: sknn imports
+# torch and skorch when it first needs them, and torch imports
+# ``torch._dynamo`` for the first optimizer (about 3.4 s in all on two quiet
+# cores, more on a busy machine). That shows as a longer mean fit time for the
+# first architecture, not as a slower network.
 results = pd.DataFrame(search.cv_results_)
 table = pd.DataFrame({
     "hidden layers": [str(p) for p in results["param_mlpclassifiertorch__"

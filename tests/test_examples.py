@@ -1,5 +1,5 @@
 """Every gallery script in examples/ runs, in a fresh process, in tiny mode
-(SKNN_EXAMPLE_TINY=1: a few hundred samples and one to three epochs)."""
+(SKNN_EXAMPLE_TINY=1: 60 to 400 samples and one to three epochs)."""
 
 import ast
 import os
