@@ -27,15 +27,17 @@ plain strings) and ``{"__object__": name, "params": {...}, "attributes":
 
 import hashlib
 import importlib
-import inspect
 import json
 import math
+import os
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from sknn import _safe_checks as checks
 from sknn._onnx import require
 from sknn._persistence import atomic_write
 
@@ -44,8 +46,8 @@ FORMAT_VERSION = 1
 JSON_MEMBER = "sknn.json"
 ARRAYS_MEMBER = "arrays.safetensors"
 _DIGEST_PREFIX = b"sknn-json-sha256:"
-#: sknn.json is a few kilobytes; refuse to inflate a member claiming more
-_MAX_JSON_BYTES = 64 * 2**20
+#: a string array in sknn.json may not claim more memory than this
+_MAX_STRING_ARRAY_BYTES = 64 * 2**20
 
 #: name in the file -> (module, attribute) of the classes a file may name
 SAFE_CLASSES = {
@@ -75,7 +77,14 @@ _ATTRIBUTE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$|^_[A-Za-z][A-Za-z0-9_]*$")
 
 
 class SafeFormatError(ValueError):
-    """The file is not a readable sknn safe file (or was changed after saving)."""
+    """A file :func:`load` refuses: not an sknn safe file, truncated,
+    corrupted, changed after saving, or describing something the format does
+    not allow (a class outside :data:`SAFE_CLASSES`, a parameter naming a path,
+    a cache or a callable, sizes that do not fit its weights).
+
+    Every malformed file raises this one error, at load, before anything is
+    built from it; it is a ``ValueError``. Public as ``sknn.SafeFormatError``.
+    """
 
 
 def _class(name):
@@ -148,6 +157,7 @@ def save(model, path):
         "model": writer.model(model),
     }
     arrays = safetensors_numpy.save(writer.arrays)
+    document["arrays"] = checks.manifest(writer.arrays)
     document["arrays_sha256"] = hashlib.sha256(arrays).hexdigest()
     text = json.dumps(document, indent=1, allow_nan=False).encode("utf-8")
     atomic_write(path, lambda f: _write_archive(f, text, arrays))
@@ -204,8 +214,7 @@ class _Writer:
                 steps.append([name, step])
             else:
                 steps.append([name, self.object(step, f"{path}/steps/{i}")])
-        if params.get("memory") is not None and not isinstance(params["memory"], str):
-            params["memory"] = None  # a joblib.Memory: a cache, not the model
+        self.check(pipeline, "sklearn.pipeline.Pipeline", params, path)
         return {"__object__": "sklearn.pipeline.Pipeline",
                 "params": self.encode(params, f"{path}/params"), "steps": steps}
 
@@ -224,16 +233,9 @@ class _Writer:
                 f"sknn.save saves one Pipeline, not a Pipeline nested in another "
                 f"(at {path}): flatten the steps into one Pipeline.")
         params = obj.get_params(deep=False)
+        self.check(obj, name, params, path)
         node = {"__object__": name}
         if name in _ESTIMATORS:
-            if params.get("callbacks") is not None:
-                raise ValueError(
-                    "sknn.save cannot save a model whose 'callbacks' parameter is "
-                    "set: skorch callbacks are Python objects, which the safe "
-                    "format does not hold. Set it to None first, e.g. "
-                    "model.set_params(callbacks=None) (for a Pipeline: "
-                    "pipe.set_params(<step>__callbacks=None)); predictions do "
-                    "not depend on it.")
             state = obj.net_.module_.state_dict()
             for key, tensor in state.items():
                 self.arrays[f"{path}/module/{key}"] = (
@@ -249,6 +251,13 @@ class _Writer:
         node["params"] = self.encode(params, f"{path}/params")
         node["attributes"] = self.encode(fitted, f"{path}/attributes")
         return node
+
+    @staticmethod
+    def check(obj, name, params, path):
+        try:
+            checks.check_parameters(name, params, "save")
+        except checks.ParameterRefused as exc:
+            raise ValueError(f"sknn.save cannot save {path}: {exc}.") from None
 
     def encode(self, value, path):
         if value is None or isinstance(value, (bool, str)):
@@ -335,37 +344,36 @@ def load(path):
         raise FileNotFoundError(
             f"The model file {str(path)!r} does not exist. Pass the path that "
             "sknn.save (or 'sknn train --out model.sknn') wrote.")
-    text, arrays_bytes = _read_archive(path)
     try:
-        document = json.loads(text, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
-        raise _error(path, f"its {JSON_MEMBER} is not valid JSON ({exc})") from exc
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise _error(path, f"its {JSON_MEMBER} does not declare format {FORMAT!r}")
-    version = document.get("format_version")
-    if version != FORMAT_VERSION:
-        raise _error(path, f"it has format_version {version!r}; this sknn reads "
-                           f"version {FORMAT_VERSION}. Upgrade sknn to read it")
-    if document.get("arrays_sha256") != hashlib.sha256(arrays_bytes).hexdigest():
-        raise _error(path, f"its {ARRAYS_MEMBER} does not match the checksum "
-                           "recorded at saving: it was changed or corrupted")
+        return _load(path, safetensors_numpy)
+    except SafeFormatError:
+        raise
+    except (checks.ArchiveError, checks.ParameterRefused) as exc:
+        raise _error(path, str(exc)) from exc
+    except MemoryError as exc:  # bounded above; a last line of defence
+        raise _error(path, "it asks for more memory than is available") from exc
+    except Exception as exc:  # whatever a damaged file provokes: one error
+        raise _error(path, f"its contents do not fit together "
+                           f"({type(exc).__name__}: {exc})") from exc
+
+
+def _load(path, safetensors_numpy):
+    document, arrays_bytes = _read_archive(path)
     try:
         arrays = safetensors_numpy.load(arrays_bytes)
     except Exception as exc:  # safetensors' own error type varies by version
         raise _error(path, f"its {ARRAYS_MEMBER} is unreadable ({exc})") from exc
+    del arrays_bytes
     reader = _Reader(arrays)
     try:
         model = reader.model(document.get("model"))
     except SafeFormatError as exc:
         raise _error(path, str(exc)) from exc
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError,
-            RuntimeError) as exc:
-        raise _error(path, f"its contents do not fit together "
-                           f"({type(exc).__name__}: {exc})") from exc
     unused = set(arrays) - reader.used
     if unused:
         raise _error(path, f"it holds arrays no part of the model uses: "
                            f"{sorted(unused)[:5]}")
+    _check_predicts(path, model)
     return model
 
 
@@ -378,18 +386,32 @@ def _refuse_constant(name):
 
 
 def _read_archive(path):
+    """(the parsed sknn.json, the bytes of arrays.safetensors), each member
+    bounded before it is inflated (see :mod:`sknn._safe_checks`)."""
+    file_size = os.path.getsize(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
+            infos = archive.infolist()
+            names = [info.filename for info in infos]
             if sorted(names) != sorted([JSON_MEMBER, ARRAYS_MEMBER]):
-                raise _error(path, f"it holds {names}, not the two members "
+                raise _error(path, f"it holds {names[:5]}, not the two members "
                                    f"{JSON_MEMBER!r} and {ARRAYS_MEMBER!r} of an "
                                    "sknn safe file")
-            if archive.getinfo(JSON_MEMBER).file_size > _MAX_JSON_BYTES:
+            for info in infos:
+                checks.check_member(info, file_size, info.filename)
+            json_info = archive.getinfo(JSON_MEMBER)
+            if json_info.file_size > checks.MAX_JSON_BYTES:
                 raise _error(path, f"its {JSON_MEMBER} is implausibly large")
-            comment = archive.comment
-            text = archive.read(JSON_MEMBER)
-            arrays = archive.read(ARRAYS_MEMBER)
+            text = checks.read_member(archive, json_info, JSON_MEMBER)
+            expected = _DIGEST_PREFIX + hashlib.sha256(text).hexdigest().encode()
+            if archive.comment != expected:
+                raise _error(path, f"its {JSON_MEMBER} does not match the checksum "
+                                   "recorded at saving: it was edited or corrupted")
+            document = _parse(path, text)
+            declared = document.get("arrays")
+            arrays_info = archive.getinfo(ARRAYS_MEMBER)
+            checks.check_arrays_size(arrays_info, declared)
+            arrays = checks.read_member(archive, arrays_info, ARRAYS_MEMBER)
     except zipfile.BadZipFile as exc:
         hint = ""
         with open(path, "rb") as f:
@@ -402,11 +424,56 @@ def _read_archive(path):
                       .rstrip(".")) from exc
     except (OSError, EOFError) as exc:
         raise _error(path, f"it could not be read ({exc})") from exc
-    expected = _DIGEST_PREFIX + hashlib.sha256(text).hexdigest().encode()
-    if comment != expected:
-        raise _error(path, f"its {JSON_MEMBER} does not match the checksum "
-                           "recorded at saving: it was edited or corrupted")
-    return text, arrays
+    if document.get("arrays_sha256") != hashlib.sha256(arrays).hexdigest():
+        raise _error(path, f"its {ARRAYS_MEMBER} does not match the checksum "
+                           "recorded at saving: it was changed or corrupted")
+    checks.check_safetensors_header(arrays, declared)
+    return document, arrays
+
+
+def _parse(path, text):
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise _error(path, f"its {JSON_MEMBER} is not valid JSON ({exc})") from exc
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise _error(path, f"its {JSON_MEMBER} does not declare format {FORMAT!r}")
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise _error(path, f"it has format_version {version!r}; this sknn reads "
+                           f"version {FORMAT_VERSION}. Upgrade sknn to read it")
+    return document
+
+
+def _check_predicts(path, model):
+    """A loaded model predicts one row of zeros, or the file is refused now
+    rather than at the user's first predict."""
+    from sklearn.pipeline import Pipeline
+
+    first = model[0] if isinstance(model, Pipeline) else model
+    for step in (model.steps if isinstance(model, Pipeline) else []):
+        if step[1] is not None and step[1] != "passthrough":
+            first = step[1]
+            break
+    n_features = getattr(first, "n_features_in_", None)
+    if not isinstance(n_features, (int, np.integer)) or not 0 < n_features <= 2**24:
+        raise _error(path, f"its first step's n_features_in_ is "
+                           f"{_short_repr(n_features)}")
+    X = np.zeros((1, int(n_features)))
+    names = getattr(first, "feature_names_in_", None)
+    if names is not None:
+        import pandas as pd
+
+        X = pd.DataFrame(X, columns=list(names))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proba = model.predict_proba(X)
+        label = model.predict(X)
+    classes = model.classes_
+    if np.shape(proba)[0] != 1 or np.shape(label)[0] != 1 or (
+            np.ndim(classes) == 1 and np.shape(proba) != (1, len(classes))):
+        raise _error(path, "its model does not predict what its classes_ "
+                           "describe")
 
 
 class _Reader:
@@ -432,18 +499,18 @@ class _Reader:
             if step is not None and step != "passthrough":
                 step = self.object(step)
             steps.append((name, step))
-        params = self.params(Pipeline, node, "Pipeline")
-        return Pipeline(steps, **params)
+        params = self.params("sklearn.pipeline.Pipeline", node)
+        return _validated(Pipeline(steps, **params), "Pipeline")
 
-    def params(self, cls, node, name):
-        params = _expect(self.decode(node.get("params")), dict,
+    def params(self, name, node):
+        params = _expect(self.decode(node.get("params"), objects=False), dict,
                          f"the parameters of {name}")
-        allowed = set(inspect.signature(cls).parameters) - {"steps"}
-        unknown = set(params) - allowed
-        if unknown:
-            raise SafeFormatError(
-                f"{name} has no parameter(s) {sorted(unknown)}; the file comes "
-                "from another version of sknn or scikit-learn, or was edited")
+        if "steps" in params:
+            raise SafeFormatError(f"{name}'s steps are not a parameter")
+        try:
+            checks.check_parameters(name, params, "load")
+        except checks.ParameterRefused as exc:
+            raise SafeFormatError(str(exc)) from None
         return params
 
     def object(self, node):
@@ -459,17 +526,21 @@ class _Reader:
             raise SafeFormatError(
                 f"it needs {name}, which this installation of sknn lacks; "
                 "upgrade sknn")
-        obj = cls(**self.params(cls, node, name))
+        params = self.params(name, node)
+        obj = _validated(cls(**params), name)
         attributes = _expect(self.decode(node.get("attributes")), dict,
                              f"the fitted attributes of {name}")
         for key in attributes:
-            # data only: never a name that would shadow a method or property
-            if not _ATTRIBUTE_RE.match(key) or hasattr(cls, key):
+            # data only: never a name that would shadow a method or property,
+            # a parameter, or state rebuilt from the weights (net_, device_...)
+            if (not _ATTRIBUTE_RE.match(key) or hasattr(cls, key) or key in params
+                    or key in _NOT_SAVED):
                 raise SafeFormatError(f"{name} cannot have an attribute {key!r}")
         if name in _ESTIMATORS:
             self.rebuild(obj, node, attributes)
-        for key, value in attributes.items():
-            setattr(obj, key, value)
+        else:
+            for key, value in attributes.items():
+                setattr(obj, key, value)
         return obj
 
     def rebuild(self, estimator, node, attributes):
@@ -487,71 +558,128 @@ class _Reader:
         state = {}
         for key, array in self.arrays.items():
             if key.startswith(prefix):
-                state[key[len(prefix):]] = torch.from_numpy(array.copy())
+                state[key[len(prefix):]] = torch.from_numpy(array)
                 self.used.add(key)
         if not state:
             raise SafeFormatError("the estimator has no weights")
-        try:
-            estimator._rebuild(state)
-        except RuntimeError as exc:
-            raise SafeFormatError(
-                "the weights do not fit the network its parameters describe "
-                f"({str(exc).splitlines()[0]})") from exc
+        if not isinstance(estimator.target_encoder_, _class("sknn.TargetEncoder")):
+            raise SafeFormatError("its target_encoder_ is not a TargetEncoder")
+        # before anything is allocated: the declared network, built on the
+        # meta device, against the weights
+        checks.check_architecture(estimator, state)
+        estimator._rebuild({key: t.clone() for key, t in state.items()})
+        # what _rebuild derived from the weights is not the file's to override
+        for key, value in attributes.items():
+            if getattr(estimator, key) is not value and not _same(
+                    getattr(estimator, key), value):
+                raise SafeFormatError(
+                    f"its attribute {key!r} contradicts the network rebuilt "
+                    "from the weights")
         rows = _expect(self.decode(node.get("net_history", [])), list,
                        "the training history")
         estimator.net_.history = History(
             [{**_expect(row, dict, "an epoch record"), "batches": []} for row in rows])
 
-    def decode(self, value):
+    def decode(self, value, objects=True):
+        """JSON -> value; ``objects=False`` (parameters): plain data only."""
         if value is None or isinstance(value, (bool, str, int, float)):
             return value
         if isinstance(value, list):
-            return [self.decode(v) for v in value]
+            return [self.decode(v, objects) for v in value]
         if not isinstance(value, dict):
             raise SafeFormatError(f"unexpected JSON value {_short_repr(value)}")
         if _is_tagged(value, "__tuple__"):
-            return tuple(self.decode(v) for v in _expect(
+            return tuple(self.decode(v, objects) for v in _expect(
                 value["__tuple__"], list, "a tuple"))
         if _is_tagged(value, "__float__"):
             text = value["__float__"]
             if text not in ("nan", "inf", "-inf"):
-                raise SafeFormatError(f"bad float {text!r}")
+                raise SafeFormatError(f"bad float {_short_repr(text)}")
             return float(text)
         if _is_tagged(value, "__scalar__", "dtype"):
-            dtype = np.dtype(_expect(value["dtype"], str, "a dtype"))
+            dtype = _numpy_dtype(value["dtype"])
             if dtype.kind not in _SAFETENSORS_KINDS:
                 raise SafeFormatError(f"bad scalar dtype {dtype}")
-            return dtype.type(self.decode(value["__scalar__"]))
+            scalar = self.decode(value["__scalar__"])
+            if type(scalar) not in (bool, int, float):
+                raise SafeFormatError(f"bad scalar {_short_repr(scalar)}")
+            return dtype.type(scalar)
         if _is_tagged(value, "__dtype__"):
-            text = _expect(value["__dtype__"], str, "a dtype")
-            if not _DTYPE_NAME_RE.match(text):
-                raise SafeFormatError(f"bad dtype {text!r}")
-            return np.dtype(text)
+            return _numpy_dtype(value["__dtype__"])
         if _is_tagged(value, "__array__"):
             key = value["__array__"]
-            if key not in self.arrays:
-                raise SafeFormatError(f"the array {key!r} is missing")
+            if not isinstance(key, str) or key not in self.arrays:
+                raise SafeFormatError(f"the array {_short_repr(key)} is missing")
             self.used.add(key)
             return self.arrays[key].copy()
         if _is_tagged(value, "__strings__", "dtype", "shape"):
-            items = _expect(value["__strings__"], list, "strings")
-            if not all(isinstance(s, str) for s in items):
-                raise SafeFormatError("a string array holds non-strings")
-            dtype = value["dtype"]
-            if dtype != "object" and not _DTYPE_RE.match(str(dtype)):
-                raise SafeFormatError(f"bad string dtype {dtype!r}")
-            shape = tuple(_expect(value["shape"], list, "a shape"))
-            array = np.empty(len(items), dtype=object)
-            array[:] = items
-            return array.astype(dtype).reshape(shape)
+            return _strings(value)
         if _is_tagged(value, "__dict__"):
-            return {self.decode(k): self.decode(v) for k, v in _expect(
-                value["__dict__"], list, "dict items")}
+            items = _expect(value["__dict__"], list, "dict items")
+            if not all(isinstance(i, list) and len(i) == 2 for i in items):
+                raise SafeFormatError("dict items should be pairs")
+            return {self.decode(k, objects): self.decode(v, objects)
+                    for k, v in items}
         if _is_tagged(value, "__object__", "params", "attributes"):
+            if not objects:
+                raise SafeFormatError(
+                    f"a parameter holds an object ({_short_repr(value)}); "
+                    "parameters are plain data")
             return self.object(value)
         if any(k.startswith("__") for k in value):
             raise SafeFormatError(f"unknown tag in {_short_repr(value)}")
-        return {k: self.decode(v) for k, v in value.items()}
+        return {k: self.decode(v, objects) for k, v in value.items()}
+
+
+def _numpy_dtype(text):
+    if not isinstance(text, str) or not _DTYPE_NAME_RE.match(text):
+        raise SafeFormatError(f"bad dtype {_short_repr(text)}")
+    return np.dtype(text)
+
+
+def _strings(value):
+    items = _expect(value["__strings__"], list, "strings")
+    if not all(isinstance(s, str) for s in items):
+        raise SafeFormatError("a string array holds non-strings")
+    dtype = value["dtype"]
+    if dtype != "object" and not (isinstance(dtype, str) and _DTYPE_RE.match(dtype)):
+        raise SafeFormatError(f"bad string dtype {_short_repr(dtype)}")
+    dtype = np.dtype(dtype)
+    if len(items) * dtype.itemsize > _MAX_STRING_ARRAY_BYTES:
+        raise SafeFormatError(f"a string array claims {len(items)} x "
+                              f"{dtype.itemsize} bytes")
+    shape = tuple(_expect(value["shape"], list, "a shape"))
+    if not all(type(n) is int and n >= 0 for n in shape) or (
+            math.prod(shape) != len(items)):
+        raise SafeFormatError(f"a string array of {len(items)} items has shape "
+                              f"{_short_repr(shape)}")
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array.astype(dtype).reshape(shape)
+
+
+def _validated(obj, name):
+    """``obj`` after its class's own parameter validation (types, ranges,
+    option names), as fit would run it."""
+    validate = getattr(obj, "_validate_params", None)
+    if validate is not None and hasattr(obj, "_parameter_constraints"):
+        try:
+            validate()
+        except (TypeError, ValueError) as exc:
+            raise SafeFormatError(
+                f"{name}'s parameters are invalid ({str(exc).splitlines()[0]})"
+            ) from None
+    return obj
+
+
+def _same(a, b):
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+                and a.dtype == b.dtype and np.array_equal(a, b))
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except (TypeError, ValueError):
+        return False
 
 
 def _is_tagged(value, tag, *others):
