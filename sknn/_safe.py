@@ -31,7 +31,6 @@ import json
 import math
 import os
 import re
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -40,14 +39,14 @@ import numpy as np
 from sknn import _safe_checks as checks
 from sknn._onnx import require
 from sknn._persistence import atomic_write
+from sknn._safe_checks import SafeFormatError
+from sknn._safe_checks import expect as _expect
 
 FORMAT = "sknn-safe"
 FORMAT_VERSION = 1
 JSON_MEMBER = "sknn.json"
 ARRAYS_MEMBER = "arrays.safetensors"
 _DIGEST_PREFIX = b"sknn-json-sha256:"
-#: a string array in sknn.json may not claim more memory than this
-_MAX_STRING_ARRAY_BYTES = 64 * 2**20
 
 #: name in the file -> (module, attribute) of the classes a file may name
 SAFE_CLASSES = {
@@ -70,21 +69,9 @@ _ESTIMATORS = ("sknn.MLPClassifierTorch", "sknn.CNNClassifier")
 #: ``_rebuild`` derives the rest from them
 _NOT_SAVED = {"net_", "device_", "coefs_", "intercepts_", "n_layers_"}
 _SAFETENSORS_KINDS = "biuf"
-_DTYPE_RE = re.compile(r"^[<>|=]?U\d+$")
 #: plain numpy dtypes (numbers, bools, strings, objects), e.g. an input dtype
-_DTYPE_NAME_RE = re.compile(r"^[<>|=]?([biufcSUO]\d*)$")
+_DTYPE_NAME_RE = checks.DTYPE_NAME_RE
 _ATTRIBUTE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$|^_[A-Za-z][A-Za-z0-9_]*$")
-
-
-class SafeFormatError(ValueError):
-    """A file :func:`load` refuses: not an sknn safe file, truncated,
-    corrupted, changed after saving, or describing something the format does
-    not allow (a class outside :data:`SAFE_CLASSES`, a parameter naming a path,
-    a cache or a callable, sizes that do not fit its weights).
-
-    Every malformed file raises this one error, at load, before anything is
-    built from it; it is a ``ValueError``. Public as ``sknn.SafeFormatError``.
-    """
 
 
 def _class(name):
@@ -373,7 +360,7 @@ def _load(path, safetensors_numpy):
     if unused:
         raise _error(path, f"it holds arrays no part of the model uses: "
                            f"{sorted(unused)[:5]}")
-    _check_predicts(path, model)
+    checks.check_predicts(model)
     return model
 
 
@@ -445,37 +432,6 @@ def _parse(path, text):
     return document
 
 
-def _check_predicts(path, model):
-    """A loaded model predicts one row of zeros, or the file is refused now
-    rather than at the user's first predict."""
-    from sklearn.pipeline import Pipeline
-
-    first = model[0] if isinstance(model, Pipeline) else model
-    for step in (model.steps if isinstance(model, Pipeline) else []):
-        if step[1] is not None and step[1] != "passthrough":
-            first = step[1]
-            break
-    n_features = getattr(first, "n_features_in_", None)
-    if not isinstance(n_features, (int, np.integer)) or not 0 < n_features <= 2**24:
-        raise _error(path, f"its first step's n_features_in_ is "
-                           f"{_short_repr(n_features)}")
-    X = np.zeros((1, int(n_features)))
-    names = getattr(first, "feature_names_in_", None)
-    if names is not None:
-        import pandas as pd
-
-        X = pd.DataFrame(X, columns=list(names))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        proba = model.predict_proba(X)
-        label = model.predict(X)
-    classes = model.classes_
-    if np.shape(proba)[0] != 1 or np.shape(label)[0] != 1 or (
-            np.ndim(classes) == 1 and np.shape(proba) != (1, len(classes))):
-        raise _error(path, "its model does not predict what its classes_ "
-                           "describe")
-
-
 class _Reader:
     """JSON document + arrays -> model, building only SAFE_CLASSES objects."""
 
@@ -500,7 +456,7 @@ class _Reader:
                 step = self.object(step)
             steps.append((name, step))
         params = self.params("sklearn.pipeline.Pipeline", node)
-        return _validated(Pipeline(steps, **params), "Pipeline")
+        return checks.validated(Pipeline(steps, **params), "Pipeline")
 
     def params(self, name, node):
         params = _expect(self.decode(node.get("params"), objects=False), dict,
@@ -527,7 +483,7 @@ class _Reader:
                 f"it needs {name}, which this installation of sknn lacks; "
                 "upgrade sknn")
         params = self.params(name, node)
-        obj = _validated(cls(**params), name)
+        obj = checks.validated(cls(**params), name)
         attributes = _expect(self.decode(node.get("attributes")), dict,
                              f"the fitted attributes of {name}")
         for key in attributes:
@@ -570,7 +526,7 @@ class _Reader:
         estimator._rebuild({key: t.clone() for key, t in state.items()})
         # what _rebuild derived from the weights is not the file's to override
         for key, value in attributes.items():
-            if getattr(estimator, key) is not value and not _same(
+            if getattr(estimator, key) is not value and not checks.same(
                     getattr(estimator, key), value):
                 raise SafeFormatError(
                     f"its attribute {key!r} contradicts the network rebuilt "
@@ -597,7 +553,7 @@ class _Reader:
                 raise SafeFormatError(f"bad float {_short_repr(text)}")
             return float(text)
         if _is_tagged(value, "__scalar__", "dtype"):
-            dtype = _numpy_dtype(value["dtype"])
+            dtype = checks.numpy_dtype(value["dtype"])
             if dtype.kind not in _SAFETENSORS_KINDS:
                 raise SafeFormatError(f"bad scalar dtype {dtype}")
             scalar = self.decode(value["__scalar__"])
@@ -605,7 +561,7 @@ class _Reader:
                 raise SafeFormatError(f"bad scalar {_short_repr(scalar)}")
             return dtype.type(scalar)
         if _is_tagged(value, "__dtype__"):
-            return _numpy_dtype(value["__dtype__"])
+            return checks.numpy_dtype(value["__dtype__"])
         if _is_tagged(value, "__array__"):
             key = value["__array__"]
             if not isinstance(key, str) or key not in self.arrays:
@@ -613,7 +569,7 @@ class _Reader:
             self.used.add(key)
             return self.arrays[key].copy()
         if _is_tagged(value, "__strings__", "dtype", "shape"):
-            return _strings(value)
+            return checks.strings(value)
         if _is_tagged(value, "__dict__"):
             items = _expect(value["__dict__"], list, "dict items")
             if not all(isinstance(i, list) and len(i) == 2 for i in items):
@@ -631,66 +587,8 @@ class _Reader:
         return {k: self.decode(v, objects) for k, v in value.items()}
 
 
-def _numpy_dtype(text):
-    if not isinstance(text, str) or not _DTYPE_NAME_RE.match(text):
-        raise SafeFormatError(f"bad dtype {_short_repr(text)}")
-    return np.dtype(text)
-
-
-def _strings(value):
-    items = _expect(value["__strings__"], list, "strings")
-    if not all(isinstance(s, str) for s in items):
-        raise SafeFormatError("a string array holds non-strings")
-    dtype = value["dtype"]
-    if dtype != "object" and not (isinstance(dtype, str) and _DTYPE_RE.match(dtype)):
-        raise SafeFormatError(f"bad string dtype {_short_repr(dtype)}")
-    dtype = np.dtype(dtype)
-    if len(items) * dtype.itemsize > _MAX_STRING_ARRAY_BYTES:
-        raise SafeFormatError(f"a string array claims {len(items)} x "
-                              f"{dtype.itemsize} bytes")
-    shape = tuple(_expect(value["shape"], list, "a shape"))
-    if not all(type(n) is int and n >= 0 for n in shape) or (
-            math.prod(shape) != len(items)):
-        raise SafeFormatError(f"a string array of {len(items)} items has shape "
-                              f"{_short_repr(shape)}")
-    array = np.empty(len(items), dtype=object)
-    array[:] = items
-    return array.astype(dtype).reshape(shape)
-
-
-def _validated(obj, name):
-    """``obj`` after its class's own parameter validation (types, ranges,
-    option names), as fit would run it."""
-    validate = getattr(obj, "_validate_params", None)
-    if validate is not None and hasattr(obj, "_parameter_constraints"):
-        try:
-            validate()
-        except (TypeError, ValueError) as exc:
-            raise SafeFormatError(
-                f"{name}'s parameters are invalid ({str(exc).splitlines()[0]})"
-            ) from None
-    return obj
-
-
-def _same(a, b):
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
-                and a.dtype == b.dtype and np.array_equal(a, b))
-    try:
-        return type(a) is type(b) and bool(a == b)
-    except (TypeError, ValueError):
-        return False
-
-
 def _is_tagged(value, tag, *others):
     return isinstance(value, dict) and tag in value and set(value) == {tag, *others}
-
-
-def _expect(value, kind, what):
-    if not isinstance(value, kind):
-        raise SafeFormatError(
-            f"{what} should be a {kind.__name__}, got {_short_repr(value)}")
-    return value
 
 
 __all__ = ["FORMAT", "SAFE_CLASSES", "SafeFormatError", "load", "save"]

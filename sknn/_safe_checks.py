@@ -18,6 +18,8 @@ may be hostile. This module holds what it checks before building anything:
 
 import json
 import math
+import re
+import warnings
 import zipfile
 
 import numpy as np
@@ -120,6 +122,17 @@ PARAMETERS = {
         "power_iteration_normalizer": (DATA, "a name from a fixed list"),
         "random_state": (DATA, "an int or None")},
 }
+
+
+class SafeFormatError(ValueError):
+    """A file :func:`load` refuses: not an sknn safe file, truncated,
+    corrupted, changed after saving, or describing something the format does
+    not allow (a class outside :data:`SAFE_CLASSES`, a parameter naming a path,
+    a cache or a callable, sizes that do not fit its weights).
+
+    Every malformed file raises this one error, at load, before anything is
+    built from it; it is a ``ValueError``. Public as ``sknn.SafeFormatError``.
+    """
 
 
 class ParameterRefused(ValueError):
@@ -274,6 +287,103 @@ def check_safetensors_header(data, declared):
     if declared is not None and found != declared:
         raise ArchiveError("its arrays do not match the tensors recorded at "
                            "saving: it was changed or corrupted")
+
+
+# ----------------------------------------------------------------- values
+#: a string array in sknn.json may not claim more memory than this
+MAX_STRING_ARRAY_BYTES = 64 * 2**20
+DTYPE_RE = re.compile(r"^[<>|=]?U\d+$")
+#: plain numpy dtypes (numbers, bools, strings, objects), e.g. an input dtype
+DTYPE_NAME_RE = re.compile(r"^[<>|=]?([biufcSUO]\d*)$")
+
+
+def numpy_dtype(text):
+    if not isinstance(text, str) or not DTYPE_NAME_RE.match(text):
+        raise SafeFormatError(f"bad dtype {_short(text)}")
+    return np.dtype(text)
+
+
+def expect(value, kind, what):
+    if not isinstance(value, kind):
+        raise SafeFormatError(
+            f"{what} should be a {kind.__name__}, got {_short(value)}")
+    return value
+
+
+def strings(value):
+    items = expect(value["__strings__"], list, "strings")
+    if not all(isinstance(s, str) for s in items):
+        raise SafeFormatError("a string array holds non-strings")
+    dtype = value["dtype"]
+    if dtype != "object" and not (isinstance(dtype, str) and DTYPE_RE.match(dtype)):
+        raise SafeFormatError(f"bad string dtype {_short(dtype)}")
+    dtype = np.dtype(dtype)
+    if len(items) * dtype.itemsize > MAX_STRING_ARRAY_BYTES:
+        raise SafeFormatError(f"a string array claims {len(items)} x "
+                              f"{dtype.itemsize} bytes")
+    shape = tuple(expect(value["shape"], list, "a shape"))
+    if not all(type(n) is int and n >= 0 for n in shape) or (
+            math.prod(shape) != len(items)):
+        raise SafeFormatError(f"a string array of {len(items)} items has shape "
+                              f"{_short(shape)}")
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array.astype(dtype).reshape(shape)
+
+
+def validated(obj, name):
+    """``obj`` after its class's own parameter validation (types, ranges,
+    option names), as fit would run it."""
+    validate = getattr(obj, "_validate_params", None)
+    if validate is not None and hasattr(obj, "_parameter_constraints"):
+        try:
+            validate()
+        except (TypeError, ValueError) as exc:
+            raise SafeFormatError(
+                f"{name}'s parameters are invalid ({str(exc).splitlines()[0]})"
+            ) from None
+    return obj
+
+
+def same(a, b):
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+                and a.dtype == b.dtype and np.array_equal(a, b))
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def check_predicts(model):
+    """A loaded model predicts one row of zeros, or the file is refused now
+    rather than at the user's first predict."""
+    from sklearn.pipeline import Pipeline
+
+    first = model[0] if isinstance(model, Pipeline) else model
+    for step in (model.steps if isinstance(model, Pipeline) else []):
+        if step[1] is not None and step[1] != "passthrough":
+            first = step[1]
+            break
+    n_features = getattr(first, "n_features_in_", None)
+    if not isinstance(n_features, (int, np.integer)) or not 0 < n_features <= 2**24:
+        raise ArchiveError(f"its first step's n_features_in_ is "
+                           f"{_short(n_features)}")
+    X = np.zeros((1, int(n_features)))
+    names = getattr(first, "feature_names_in_", None)
+    if names is not None:
+        import pandas as pd
+
+        X = pd.DataFrame(X, columns=list(names))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proba = model.predict_proba(X)
+        label = model.predict(X)
+    classes = model.classes_
+    if np.shape(proba)[0] != 1 or np.shape(label)[0] != 1 or (
+            np.ndim(classes) == 1 and np.shape(proba) != (1, len(classes))):
+        raise ArchiveError("its model does not predict what its classes_ "
+                           "describe")
 
 
 # ----------------------------------------------------------------- network
