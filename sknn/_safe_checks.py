@@ -387,6 +387,37 @@ def check_predicts(model):
 
 
 # ----------------------------------------------------------------- network
+def _same_int(a, b):
+    ints = (int, np.integer)
+    return (isinstance(a, ints) and isinstance(b, ints) and not isinstance(a, bool)
+            and not isinstance(b, bool) and int(a) == int(b))
+
+
+def check_target_encoding(estimator):
+    """The target encoding agrees with itself and with the estimator's
+    classes_, as fit leaves them (predict maps outputs to these labels)."""
+    from sknn._targets import KINDS
+
+    encoder = estimator.target_encoder_
+    kind = getattr(encoder, "kind_", None)
+    classes = getattr(encoder, "classes_", None)
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ArchiveError(f"its target encoding has kind {_short(kind)}")
+    if not isinstance(classes, np.ndarray) or classes.ndim != 1 or not len(classes):
+        raise ArchiveError("its target encoding has no 1-D classes_")
+    n_outputs = 1 if kind == "binary" else len(classes)
+    if (kind == "binary" and len(classes) > 2) or not (
+            _same_int(getattr(encoder, "n_outputs_", None), n_outputs)
+            and getattr(encoder, "out_activation_", None) == KINDS[kind][0]
+            and same(estimator.classes_, classes)):
+        raise ArchiveError("its target encoding contradicts its classes_")
+    for key in ("n_outputs_", "out_activation_"):
+        mine, theirs = getattr(estimator, key, None), getattr(encoder, key)
+        if key in vars(estimator) and not (same(mine, theirs)
+                                           or _same_int(mine, theirs)):
+            raise ArchiveError(f"its {key} contradicts its target encoding")
+
+
 def check_architecture(estimator, state):
     """Compare the network the estimator's parameters describe with the
     file's weights, building it on the ``meta`` device (no memory) first,
@@ -406,8 +437,9 @@ def check_architecture(estimator, state):
             or not 0 < n_features <= elements):
         raise ArchiveError(f"n_features_in_={_short(n_features)} does not fit "
                            f"{elements} weights")
+    check_target_encoding(estimator)
     n_outputs = estimator.target_encoder_.n_outputs_
-    if not isinstance(n_outputs, (int, np.integer)) or not 0 < n_outputs <= elements:
+    if not 0 < n_outputs <= elements:
         raise ArchiveError(f"the target encoding's {_short(n_outputs)} outputs do "
                            f"not fit {elements} weights")
     estimator.device_ = "cpu"
