@@ -22,7 +22,9 @@ JSON values are tagged where JSON has no type of its own: ``{"__tuple__":
 ``{"__strings__": [...], "dtype": "<U3", "shape": [...]}`` (an array of
 strings), ``{"__dict__": [[key, value], ...]}`` (a dict whose keys are not
 plain strings) and ``{"__object__": name, "params": {...}, "attributes":
-{...}}`` (an object of a class in :data:`SAFE_CLASSES`).
+{...}}`` (an object of a class in :data:`SAFE_CLASSES`). ``"arrays"`` lists
+each tensor's dtype and shape: the arrays member is bounded by it before it is
+read (:mod:`sknn._safe_checks` holds every bound and the parameter table).
 """
 
 import hashlib
@@ -41,6 +43,8 @@ from sknn._onnx import require
 from sknn._persistence import atomic_write
 from sknn._safe_checks import SafeFormatError
 from sknn._safe_checks import expect as _expect
+from sknn._safe_checks import is_tagged as _is_tagged
+from sknn._safe_checks import short as _short_repr
 
 FORMAT = "sknn-safe"
 FORMAT_VERSION = 1
@@ -69,8 +73,6 @@ _ESTIMATORS = ("sknn.MLPClassifierTorch", "sknn.CNNClassifier")
 #: ``_rebuild`` derives the rest from them
 _NOT_SAVED = {"net_", "device_", "coefs_", "intercepts_", "n_layers_"}
 _SAFETENSORS_KINDS = "biuf"
-#: plain numpy dtypes (numbers, bools, strings, objects), e.g. an input dtype
-_DTYPE_NAME_RE = checks.DTYPE_NAME_RE
 _ATTRIBUTE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$|^_[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -119,11 +121,19 @@ def save(model, path):
     TypeError
         If a step is of a class the format does not know.
     ValueError
-        If the model is not fitted, has ``callbacks`` set (skorch callback
-        objects are code: set them to None first), or holds a value JSON
-        cannot carry.
+        If the model is not fitted, or has a parameter that reaches outside
+        the model: ``callbacks`` (skorch callback objects are code, and
+        several write files) or a Pipeline's ``memory`` (a cache folder whose
+        pickles fit() would load). Set them to None first; predictions do not
+        depend on them. (``sknn._safe_checks.PARAMETERS`` lists every
+        parameter of every class the format holds, allowed or refused, and
+        why.)
     FileNotFoundError
         If the destination folder does not exist.
+    sknn._persistence.OutputPathError
+        If ``path`` is a directory, a device, a FIFO or a read-only file. A
+        symlink is followed: its target is written, the link kept; an existing
+        file keeps its permissions.
 
     See Also
     --------
@@ -253,7 +263,7 @@ class _Writer:
             return value
         if isinstance(value, float) and not isinstance(value, np.floating):
             return value if math.isfinite(value) else {"__float__": repr(value)}
-        if isinstance(value, np.dtype) and _DTYPE_NAME_RE.match(value.str):
+        if isinstance(value, np.dtype) and checks.DTYPE_NAME_RE.match(value.str):
             return {"__dtype__": value.str}
         if isinstance(value, np.generic) and value.dtype.kind in _SAFETENSORS_KINDS:
             return {"__scalar__": self.encode(value.item(), path),
@@ -287,11 +297,6 @@ class _Writer:
             "those (e.g. random_state to an int) before saving.")
 
 
-def _short_repr(value):
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 # --------------------------------------------------------------------- load
 def load(path):
     """Load a model saved by :func:`save`, without pickle and without running
@@ -315,11 +320,16 @@ def load(path):
         If ``path`` does not exist.
     ImportError
         If safetensors is missing (``pip install 'sknn[deploy]'``).
-    ValueError
-        (:class:`sknn._safe.SafeFormatError`) If the file is not an sknn safe
-        file, is truncated or corrupted, was changed after saving, names a
-        class outside the format's list, or does not fit together. Nothing is
-        returned half-loaded.
+    sknn.SafeFormatError
+        (a ``ValueError``) If the file is not an sknn safe file, is truncated
+        or corrupted, was changed after saving, names a class outside the
+        format's list, sets a parameter that reaches outside the model (a
+        Pipeline's ``memory``, ``callbacks``) or state rebuilt from the
+        weights (``net_``, ``device_``...), declares members or tensors larger
+        than the file can hold, or an architecture that does not fit its
+        weights. These are checked before anything large is allocated, and
+        every malformed file raises this one error, at load: a loaded model
+        has predicted one row. Nothing is returned half-loaded.
 
     See Also
     --------
@@ -585,10 +595,6 @@ class _Reader:
         if any(k.startswith("__") for k in value):
             raise SafeFormatError(f"unknown tag in {_short_repr(value)}")
         return {k: self.decode(v, objects) for k, v in value.items()}
-
-
-def _is_tagged(value, tag, *others):
-    return isinstance(value, dict) and tag in value and set(value) == {tag, *others}
 
 
 __all__ = ["FORMAT", "SAFE_CLASSES", "SafeFormatError", "load", "save"]

@@ -143,11 +143,11 @@ def check_parameters(name, params, where):
     """Refuse parameters the table does not allow: unclassified, or set where
     they must be None. ``where`` is 'save' or 'load' (for the message)."""
     table = PARAMETERS[name]
-    short = name.rsplit(".", 1)[1]
+    label = name.rsplit(".", 1)[1]
     unknown = sorted(set(params) - set(table))
     if unknown:
         raise ParameterRefused(
-            f"{short} has no parameter(s) {unknown} in sknn's safe format "
+            f"{label} has no parameter(s) {unknown} in sknn's safe format "
             "(the file comes from another version of scikit-learn or sknn, "
             "or was edited)")
     for key, value in params.items():
@@ -158,11 +158,15 @@ def check_parameters(name, params, where):
                    "predictions do not depend on it" if where == "save" else
                    "the file was edited to reach outside the model")
             raise ParameterRefused(
-                f"{short}'s {key!r} must be None in an sknn safe file, got "
-                f"{_short(value)}: {why}. {fix[0].upper() + fix[1:]}")
+                f"{label}'s {key!r} must be None in an sknn safe file, got "
+                f"{short(value)}: {why}. {fix[0].upper() + fix[1:]}")
 
 
-def _short(value):
+def is_tagged(value, tag, *others):
+    return isinstance(value, dict) and tag in value and set(value) == {tag, *others}
+
+
+def short(value):
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -205,8 +209,8 @@ def _declared_bytes(declared):
                 or entry[0] not in SAFETENSORS_DTYPES
                 or not isinstance(entry[1], list)
                 or not all(type(n) is int and 0 <= n < 2**63 for n in entry[1])):
-            raise ArchiveError(f"its tensor {_short(key)} is declared as "
-                               f"{_short(entry)}")
+            raise ArchiveError(f"its tensor {short(key)} is declared as "
+                               f"{short(entry)}")
         total += SAFETENSORS_DTYPES[entry[0]] * math.prod(entry[1])
     return total, len(declared)
 
@@ -276,7 +280,7 @@ def check_safetensors_header(data, declared):
     for key, entry in header.items():
         if not isinstance(entry, dict) or set(entry) != {
                 "dtype", "shape", "data_offsets"}:
-            raise ArchiveError(f"its arrays header entry {_short(key)} is malformed")
+            raise ArchiveError(f"its arrays header entry {short(key)} is malformed")
         found[key] = [entry["dtype"], entry["shape"]]
         offsets = entry["data_offsets"]
         if isinstance(offsets, list) and len(offsets) == 2:
@@ -299,14 +303,14 @@ DTYPE_NAME_RE = re.compile(r"^[<>|=]?([biufcSUO]\d*)$")
 
 def numpy_dtype(text):
     if not isinstance(text, str) or not DTYPE_NAME_RE.match(text):
-        raise SafeFormatError(f"bad dtype {_short(text)}")
+        raise SafeFormatError(f"bad dtype {short(text)}")
     return np.dtype(text)
 
 
 def expect(value, kind, what):
     if not isinstance(value, kind):
         raise SafeFormatError(
-            f"{what} should be a {kind.__name__}, got {_short(value)}")
+            f"{what} should be a {kind.__name__}, got {short(value)}")
     return value
 
 
@@ -316,7 +320,7 @@ def strings(value):
         raise SafeFormatError("a string array holds non-strings")
     dtype = value["dtype"]
     if dtype != "object" and not (isinstance(dtype, str) and DTYPE_RE.match(dtype)):
-        raise SafeFormatError(f"bad string dtype {_short(dtype)}")
+        raise SafeFormatError(f"bad string dtype {short(dtype)}")
     dtype = np.dtype(dtype)
     if len(items) * dtype.itemsize > MAX_STRING_ARRAY_BYTES:
         raise SafeFormatError(f"a string array claims {len(items)} x "
@@ -325,7 +329,7 @@ def strings(value):
     if not all(type(n) is int and n >= 0 for n in shape) or (
             math.prod(shape) != len(items)):
         raise SafeFormatError(f"a string array of {len(items)} items has shape "
-                              f"{_short(shape)}")
+                              f"{short(shape)}")
     array = np.empty(len(items), dtype=object)
     array[:] = items
     return array.astype(dtype).reshape(shape)
@@ -368,7 +372,7 @@ def check_predicts(model):
     n_features = getattr(first, "n_features_in_", None)
     if not isinstance(n_features, (int, np.integer)) or not 0 < n_features <= 2**24:
         raise ArchiveError(f"its first step's n_features_in_ is "
-                           f"{_short(n_features)}")
+                           f"{short(n_features)}")
     X = np.zeros((1, int(n_features)))
     names = getattr(first, "feature_names_in_", None)
     if names is not None:
@@ -402,7 +406,7 @@ def check_target_encoding(estimator):
     kind = getattr(encoder, "kind_", None)
     classes = getattr(encoder, "classes_", None)
     if not isinstance(kind, str) or kind not in KINDS:
-        raise ArchiveError(f"its target encoding has kind {_short(kind)}")
+        raise ArchiveError(f"its target encoding has kind {short(kind)}")
     if not isinstance(classes, np.ndarray) or classes.ndim != 1 or not len(classes):
         raise ArchiveError("its target encoding has no 1-D classes_")
     n_outputs = 1 if kind == "binary" else len(classes)
@@ -435,12 +439,12 @@ def check_architecture(estimator, state):
     n_features = estimator.n_features_in_
     if (not isinstance(n_features, (int, np.integer)) or isinstance(n_features, bool)
             or not 0 < n_features <= elements):
-        raise ArchiveError(f"n_features_in_={_short(n_features)} does not fit "
+        raise ArchiveError(f"n_features_in_={short(n_features)} does not fit "
                            f"{elements} weights")
     check_target_encoding(estimator)
     n_outputs = estimator.target_encoder_.n_outputs_
     if not 0 < n_outputs <= elements:
-        raise ArchiveError(f"the target encoding's {_short(n_outputs)} outputs do "
+        raise ArchiveError(f"the target encoding's {short(n_outputs)} outputs do "
                            f"not fit {elements} weights")
     estimator.device_ = "cpu"
     try:
@@ -455,4 +459,4 @@ def check_architecture(estimator, state):
         diff = sorted(set(expected.items()) ^ set(found.items()), key=str)[:2]
         raise ArchiveError(
             "the weights do not fit the network its parameters describe "
-            f"(e.g. {_short(diff)})")
+            f"(e.g. {short(diff)})")
