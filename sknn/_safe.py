@@ -399,7 +399,8 @@ def _read_archive(path):
             json_info = archive.getinfo(JSON_MEMBER)
             if json_info.file_size > checks.MAX_JSON_BYTES:
                 raise _error(path, f"its {JSON_MEMBER} is implausibly large")
-            text = checks.read_member(archive, json_info, JSON_MEMBER)
+            text = checks.read_member(archive, json_info, JSON_MEMBER,
+                                      checks.JsonCounter())
             expected = _DIGEST_PREFIX + hashlib.sha256(text).hexdigest().encode()
             if archive.comment != expected:
                 raise _error(path, f"its {JSON_MEMBER} does not match the checksum "

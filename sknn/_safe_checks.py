@@ -172,8 +172,13 @@ def short(value):
 
 
 # ----------------------------------------------------------------- archive
-#: sknn.json is a few kilobytes; refuse to inflate one claiming more
-MAX_JSON_BYTES = 16 * 2**20
+#: sknn.json is a few kilobytes (long lists of feature names or labels make
+#: it larger); refuse to inflate one claiming more
+MAX_JSON_BYTES = 8 * 2**20
+#: and to parse one into more Python objects than about 40 MiB: lists and
+#: dicts (about 100 bytes each), other values (commas, about 30 bytes each)
+MAX_JSON_CONTAINERS = 100_000
+MAX_JSON_VALUES = 1_000_000
 #: deflate cannot expand more than 1032:1; a member claiming more is lying
 _DEFLATE_RATIO = 1032
 #: the safetensors header: per tensor about 100 bytes plus its name
@@ -249,11 +254,40 @@ def check_arrays_size(info, declared):
             f"sknn.json declares take {data}: it was changed or corrupted")
 
 
-def read_member(archive, info, what):
+class JsonCounter:
+    """Bound the objects json.loads would build, before it builds them,
+    counted chunk by chunk while the member inflates (brackets and commas
+    inside strings count too, which only makes the bound stricter)."""
+
+    def __init__(self):
+        self.containers = self.values = 0
+
+    def __call__(self, chunk):
+        self.containers += chunk.count(b"[") + chunk.count(b"{")
+        self.values += chunk.count(b",")
+        if (self.containers > MAX_JSON_CONTAINERS
+                or self.values > MAX_JSON_VALUES):
+            raise ArchiveError(
+                f"its sknn.json holds more than {MAX_JSON_CONTAINERS} "
+                f"lists/objects or {MAX_JSON_VALUES} values, more than a "
+                "model's description")
+
+
+def read_member(archive, info, what, check_chunk=None):
     """The member's bytes, read with a bound: never more than its declared
-    size is inflated, and a shorter or longer stream is refused."""
+    size is inflated, and a shorter or longer stream is refused.
+    ``check_chunk`` sees each inflated MiB (and may refuse it) before the
+    next is inflated."""
     with archive.open(info) as f:
-        data = f.read(info.file_size + 1)
+        if check_chunk is None:
+            data = f.read(info.file_size + 1)
+        else:
+            parts, total = [], 0
+            while chunk := f.read(min(2**20, info.file_size + 1 - total)):
+                total += len(chunk)
+                check_chunk(chunk)
+                parts.append(chunk)
+            data = b"".join(parts)
     if len(data) != info.file_size:
         raise ArchiveError(f"its {what} holds {len(data)} bytes, not the "
                            f"{info.file_size} its header declares")

@@ -162,6 +162,8 @@ def crafted(saved):
     text, arrays = members(data)
     zeros = deflate(bytes(4 * 2**20))  # 4 MiB of zeros in about 4 KiB
     bomb = bzip2_bomb()
+    # 7.5 MiB of JSON (about 7 KiB deflated) that parses into ~300 MiB of lists
+    json_bomb = b'{"format": "sknn-safe", "x": [' + b"[]," * (5 * 2**19) + b"[]]}"
     files = {
         "bzip2-bomb-3gib": (build_zip([
             ("sknn.json", deflate(text), 8, zlib.crc32(text), len(text)),
@@ -180,6 +182,11 @@ def crafted(saved):
             ("sknn.json", text, 0, zlib.crc32(text), len(text)),
             ("arrays.safetensors", zeros, 8, zlib.crc32(arrays), len(arrays))],
             signed(text)), "Bad CRC|not a complete zip"),
+        "json-of-5m-empty-lists": (build_zip([
+            ("sknn.json", deflate(json_bomb), 8, zlib.crc32(json_bomb),
+             len(json_bomb)),
+            ("arrays.safetensors", arrays, 0, zlib.crc32(arrays), len(arrays))],
+            signed(json_bomb)), "lists/objects"),
         "declared-tensor-3gib": (edit(data, lambda d: d["arrays"].__setitem__(
             "huge", ["F32", [3 * GIB // 4]])), "arrays member claims"),
         "hidden-40000x40000": (edit(data, lambda d: estimator_node(d)["params"][
@@ -225,10 +232,19 @@ MEASURE = textwrap.dedent("""
     def peak_rss():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+
     sknn.load(sys.argv[1])  # imports and a real load first
     sknn.load(sys.argv[1])
-    base = peak_rss()
-    report = {}
+    # the high-water mark after the crafted loads, above the RSS before them:
+    # an upper bound of what any of them cost (imports set an earlier mark)
+    try:
+        base = rss()
+    except OSError:
+        base = peak_rss()
+    report = {"peak_before": peak_rss() - base}
     for path in sys.argv[2:]:
         tracemalloc.start()
         try:
@@ -261,13 +277,16 @@ def test_crafted_files_cost_a_few_mib_at_most(saved, tmp_path):
                          text=True, timeout=120, check=True).stdout
     report = json.loads(out.splitlines()[-1])
     growth = report.pop("rss_growth")
+    before = report.pop("peak_before")
     print({Path(path).stem: [outcome, round(peak / 2**20, 2)]
            for path, (outcome, peak) in report.items()},
-          f"peak RSS growth {growth / 2**20:.1f} MiB")
+          f"peak RSS above the RSS before: {growth / 2**20:.1f} MiB (the "
+          f"mark the imports left: {before / 2**20:.1f} MiB)")
     for path, (outcome, peak) in report.items():
         assert outcome == "SafeFormatError", path
         assert peak < 8 * 2**20, (path, peak)
-    assert growth < 48 * 2**20, growth
+    # the issue's files took 2.7 to 5.3 GiB
+    assert growth < 96 * 2**20, growth
 
 
 # ------------------------------------------------------------------ fuzzing
