@@ -37,6 +37,7 @@ import pickle
 import secrets
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 _SPECIAL = ("refuse", "direct")
@@ -238,6 +239,7 @@ def atomic_write(path, write, mode="wb", special="refuse"):
         os.replace(tmp_name, real)
         tmp_name = None
         _fsync_folder(folder)
+        _remove_stale_links(folder, real.name)
     finally:
         os.close(fd)
         if tmp_name is not None:
@@ -255,7 +257,7 @@ def _link_unnamed(fd, folder, name):
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
         for _ in range(100):
-            candidate = f".{name}.{secrets.token_hex(4)}.tmp"
+            candidate = f".{name}.sknn-{secrets.token_hex(4)}.tmp"
             try:
                 os.link(f"/proc/self/fd/{fd}", candidate, dst_dir_fd=dir_fd,
                         follow_symlinks=True)
@@ -265,6 +267,30 @@ def _link_unnamed(fd, folder, name):
     finally:
         os.close(dir_fd)
     raise FileExistsError(f"No free temporary name in {str(folder)!r}.")
+
+
+#: a linked temporary file is renamed microseconds after it gets its name;
+#: one older than this was left by a process killed between the two calls
+_STALE_LINK_SECONDS = 10
+
+
+def _remove_stale_links(folder, name):
+    """Remove what a writer killed between naming its complete file and the
+    rename left (the only temporary file a kill can leave on Linux)."""
+    prefix, now = f".{name}.sknn-", time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if (entry.name.startswith(prefix) and entry.name.endswith(".tmp")
+                and len(entry.name) == len(prefix) + 12):
+            try:
+                if now - entry.stat(follow_symlinks=False).st_mtime > (
+                        _STALE_LINK_SECONDS):
+                    os.unlink(entry.path)
+            except OSError:
+                pass
 
 
 def _fsync_folder(folder):
