@@ -221,8 +221,9 @@ def atomic_write(path, write, mode="wb", special="refuse"):
             write(f)
             f.flush()
         if st is not None:
-            os.fchmod(fd, stat.S_IMODE(st.st_mode))
-            if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+            _chmod(fd, tmp_name, stat.S_IMODE(st.st_mode))
+            if hasattr(os, "fchown") and (st.st_uid, st.st_gid) != (
+                    os.getuid(), os.getgid()):
                 try:
                     os.fchown(fd, st.st_uid, st.st_gid)
                 except OSError:  # only root (or the group's member) may
@@ -230,24 +231,34 @@ def atomic_write(path, write, mode="wb", special="refuse"):
         elif tmp_name is not None:
             # mkstemp creates the file private (0600); give it what a plain
             # open() would have given it under the umask (O_TMPFILE did)
-            os.fchmod(fd, 0o666 & ~_umask())
+            _chmod(fd, tmp_name, 0o666 & ~_umask())
         os.fsync(fd)
         if tmp_name is None:
             # name the complete file, then rename it over the target: only
             # a kill between these two calls can leave the temporary name
             tmp_name = _link_unnamed(fd, folder, real.name)
+        os.close(fd)  # Windows renames no open file
+        fd = None
         os.replace(tmp_name, real)
         tmp_name = None
         _fsync_folder(folder)
         _remove_stale_links(folder, real.name)
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
         if tmp_name is not None:
             try:
                 os.unlink(tmp_name)
             except FileNotFoundError:
                 pass
     return Path(path)
+
+
+def _chmod(fd, name, mode):
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    else:  # Windows before Python 3.13
+        os.chmod(name, mode)
 
 
 def _link_unnamed(fd, folder, name):
