@@ -402,3 +402,24 @@ def test_fuzzed_files_load_and_predict_or_raise_safe_format_error(saved, data,
                   if outcome == "SafeFormatError")
     assert sum(outcomes.values()) == 240
     assert refused >= 150  # most mutants are damage, and refused
+
+
+def test_files_without_the_tensor_list_load_only_with_stored_arrays(saved, data,
+                                                                    tmp_path):
+    """Files saved before sknn.json listed its tensors: their arrays member
+    (stored, as sknn always wrote it) cannot inflate, so they still load."""
+    model, original = saved["pipe"]
+    older = edit(original, lambda d: d.pop("arrays"))
+    path = tmp_path / "older.sknn"
+    path.write_bytes(older)
+    X, _ = data
+    np.testing.assert_array_equal(sknn.load(path).predict_proba(X),
+                                  model.predict_proba(X))
+    text, arrays = members(older)
+    path.write_bytes(build_zip([
+        ("sknn.json", text, 0, zlib.crc32(text), len(text)),
+        ("arrays.safetensors", deflate(arrays), 8, zlib.crc32(arrays),
+         len(arrays))], signed(text)))
+    with pytest.raises(sknn.SafeFormatError, match="does not declare their "
+                                                   "tensors"):
+        sknn.load(path)
