@@ -500,8 +500,8 @@ class _Reader:
         for key in attributes:
             # data only: never a name that would shadow a method or property,
             # a parameter, or state rebuilt from the weights (net_, device_...)
-            if (not _ATTRIBUTE_RE.match(key) or hasattr(cls, key) or key in params
-                    or key in _NOT_SAVED):
+            if (not _ATTRIBUTE_RE.match(key) or hasattr(cls, key)
+                    or key in checks.PARAMETERS[name] or key in _NOT_SAVED):
                 raise SafeFormatError(f"{name} cannot have an attribute {key!r}")
         if name in _ESTIMATORS:
             self.rebuild(obj, node, attributes)

@@ -468,6 +468,9 @@ def test_callbacks_and_rebuilt_state_cannot_come_from_a_file(pipe, path):
             "attributes"].__setitem__("device_", "cuda:7"),
         "cannot have an attribute 'alpha'": lambda doc: estimator(doc)[
             "attributes"].__setitem__("alpha", 1.0),
+        "cannot have an attribute 'callbacks'": lambda doc: (
+            estimator(doc)["params"].pop("callbacks"),
+            estimator(doc)["attributes"].__setitem__("callbacks", ["x"])),
         "parameters are plain data": lambda doc: estimator(doc)["params"][
             "class_weight"].__setitem__("zero", {
                 "__object__": "sknn.TargetEncoder", "params": {"classes": None},
