@@ -318,7 +318,8 @@ def test_grid_search_n_jobs_2_with_a_shared_checkpoint_dirname(
     X, y = small
     torch.set_num_threads(1)
     shared = tmp_path / "ckpt"
-    est = MLPClassifierTorch((8,), max_iter=3, random_state=0, device="cpu",
+    est = MLPClassifierTorch((16,), max_iter=10, batch_size=32,
+                             learning_rate_init=0.01, random_state=0, device="cpu",
                              callbacks=[Checkpoint(dirname=str(shared),
                                                    monitor="train_loss_best",
                                                    load_best=True)])
@@ -332,6 +333,7 @@ def test_grid_search_n_jobs_2_with_a_shared_checkpoint_dirname(
             warnings.simplefilter("ignore", ConvergenceWarning)
             results.append(search.fit(X, y).cv_results_["mean_test_score"])
     assert np.isfinite(results[1]).all()
+    assert min(results[1]) > 0.5  # each fit read back its own (trained) best
     np.testing.assert_allclose(results[1], results[0], atol=0.02)
     folders = [p for p in shared.iterdir() if p.name.startswith("sknn-fit-")]
     assert len(folders) == 8  # one per parallel fit (2 folds x 4 candidates)
