@@ -285,8 +285,11 @@ def test_crafted_files_cost_a_few_mib_at_most(saved, tmp_path):
     for path, (outcome, peak) in report.items():
         assert outcome == "SafeFormatError", path
         assert peak < 8 * 2**20, (path, peak)
-    # the files took 2.7 to 5.3 GiB
-    assert growth < 96 * 2**20, growth
+    # the files took 2.7 to 5.3 GiB: none of these raises the mark
+    # the imports and a real load left (by more than noise), and the mark
+    # stays within a few hundred MiB of the RSS before the loads
+    assert growth - before < 16 * 2**20, (growth, before)
+    assert growth < 256 * 2**20, growth
 
 
 # ------------------------------------------------------------------ fuzzing
