@@ -234,15 +234,23 @@ def release_device_memory():
 
 
 def isolate_checkpoints(callbacks):
-    """Per-fit temporary directories for skorch checkpoints in parallel workers.
+    """A private checkpoint folder for each fit that runs in a parallel worker.
 
-    skorch's ``Checkpoint`` and ``TrainEndCheckpoint`` write to the current
-    directory by default (``dirname=''``: ``params.pt``, ``optimizer.pt``...),
-    so concurrent fits of a grid search would overwrite each other's files. In
-    a joblib or dask worker, each such callback gets a fresh directory
-    ``<tmp>/sknn-fit-*`` instead; it stays after the fit (the fitted net's
-    callback names it) for the user to load from. Checkpoints with an explicit
-    ``dirname``, and ones a ``LoadInitState`` resumes from, are left alone.
+    skorch's ``Checkpoint`` and ``TrainEndCheckpoint`` write ``params.pt``,
+    ``optimizer.pt``... into ``dirname`` (default ``''``: the current
+    directory). Fits that run at the same time (``GridSearchCV(n_jobs=k)``,
+    dask) would write, and with ``load_best=True`` read back, the same files:
+    one fit then loads another's half-written weights. In a joblib or dask
+    worker, each such callback therefore gets a fresh folder of its own,
+    ``<dirname>/sknn-fit-*`` (``<tmp>/sknn-fit-*`` when ``dirname`` is empty),
+    whatever ``dirname`` the user gave; it stays after the fit (the fitted
+    net's callback names it) for the user to load from. Files already in
+    ``dirname`` that the checkpoint names (what a ``LoadInitState`` resumes
+    from) are copied into it first, so each fit resumes from them without
+    sharing them. A checkpoint whose file names cannot be made private (an
+    absolute path, or a file object, in ``f_params``, ``f_optimizer``...)
+    is refused with a ValueError. In the caller's process (fits one after
+    another) nothing changes.
 
     Parameters
     ----------
@@ -255,14 +263,48 @@ def isolate_checkpoints(callbacks):
     callbacks : list
         The same list.
     """
-    from skorch.callbacks import Checkpoint, LoadInitState, TrainEndCheckpoint
+    from skorch.callbacks import Checkpoint, TrainEndCheckpoint
 
     if worker_index() is None:
         return callbacks
     plain = [cb[1] if isinstance(cb, tuple) else cb for cb in callbacks]
-    resumed = {id(cb.checkpoint) for cb in plain if isinstance(cb, LoadInitState)}
     for cb in plain:
-        if (isinstance(cb, (Checkpoint, TrainEndCheckpoint))
-                and cb.dirname in ("", None) and id(cb) not in resumed):
-            cb.dirname = tempfile.mkdtemp(prefix="sknn-fit-")
+        if isinstance(cb, (Checkpoint, TrainEndCheckpoint)):
+            _private_folder(cb)
     return callbacks
+
+
+def _checkpoint_files(cb):
+    """The file names a checkpoint writes (its ``f_*`` arguments, set)."""
+    names = {key: getattr(cb, key) for key in vars(cb)
+             if key.startswith("f_") and getattr(cb, key) is not None}
+    for key, name in names.items():
+        if not isinstance(name, (str, os.PathLike)) or os.path.isabs(name):
+            raise ValueError(
+                f"{type(cb).__name__}({key}={name!r}) would be shared by the "
+                "fits that run in parallel (GridSearchCV(n_jobs=...), dask): "
+                "each needs its own checkpoint files. Give a relative file "
+                "name (and a dirname): sknn then gives each parallel fit its "
+                "own folder under dirname.")
+    return names
+
+
+def _private_folder(cb):
+    import shutil
+
+    names = _checkpoint_files(cb)
+    shared = os.fspath(cb.dirname or "")
+    if shared:
+        os.makedirs(shared, exist_ok=True)
+    private = tempfile.mkdtemp(prefix="sknn-fit-", dir=shared or None)
+    prefix = getattr(cb, "fn_prefix", "") or ""
+    for name in names.values():
+        name = os.fspath(name)
+        if "{" in name:
+            continue  # formatted per epoch: nothing to resume from
+        source = os.path.join(shared or os.curdir, prefix + name)
+        if os.path.isfile(source):
+            target = os.path.join(private, prefix + name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy2(source, target)
+    cb.dirname = private

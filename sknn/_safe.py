@@ -22,30 +22,36 @@ JSON values are tagged where JSON has no type of its own: ``{"__tuple__":
 ``{"__strings__": [...], "dtype": "<U3", "shape": [...]}`` (an array of
 strings), ``{"__dict__": [[key, value], ...]}`` (a dict whose keys are not
 plain strings) and ``{"__object__": name, "params": {...}, "attributes":
-{...}}`` (an object of a class in :data:`SAFE_CLASSES`).
+{...}}`` (an object of a class in :data:`SAFE_CLASSES`). ``"arrays"`` lists
+each tensor's dtype and shape: the arrays member is bounded by it before it is
+read (:mod:`sknn._safe_checks` holds every bound and the parameter table).
 """
 
 import hashlib
 import importlib
-import inspect
 import json
 import math
+import os
 import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from sknn import _safe_checks as checks
 from sknn._deps import require
 from sknn._persistence import atomic_write
+from sknn._pipeline import final_estimator, is_passthrough
+from sknn._safe_checks import SafeFormatError
+from sknn._safe_checks import expect as _expect
+from sknn._safe_checks import is_tagged as _is_tagged
+from sknn._safe_checks import short as _short_repr
 
 FORMAT = "sknn-safe"
 FORMAT_VERSION = 1
 JSON_MEMBER = "sknn.json"
 ARRAYS_MEMBER = "arrays.safetensors"
 _DIGEST_PREFIX = b"sknn-json-sha256:"
-#: sknn.json is a few kilobytes; refuse to inflate a member claiming more
-_MAX_JSON_BYTES = 64 * 2**20
 
 #: name in the file -> (module, attribute) of the classes a file may name
 SAFE_CLASSES = {
@@ -68,14 +74,7 @@ _ESTIMATORS = ("sknn.MLPClassifierTorch", "sknn.CNNClassifier")
 #: ``_rebuild`` derives the rest from them
 _NOT_SAVED = {"net_", "device_", "coefs_", "intercepts_", "n_layers_"}
 _SAFETENSORS_KINDS = "biuf"
-_DTYPE_RE = re.compile(r"^[<>|=]?U\d+$")
-#: plain numpy dtypes (numbers, bools, strings, objects), e.g. an input dtype
-_DTYPE_NAME_RE = re.compile(r"^[<>|=]?([biufcSUO]\d*)$")
 _ATTRIBUTE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$|^_[A-Za-z][A-Za-z0-9_]*$")
-
-
-class SafeFormatError(ValueError):
-    """The file is not a readable sknn safe file (or was changed after saving)."""
 
 
 def _class(name):
@@ -123,11 +122,19 @@ def save(model, path):
     TypeError
         If a step is of a class the format does not know.
     ValueError
-        If the model is not fitted, has ``callbacks`` set (skorch callback
-        objects are code: set them to None first), or holds a value JSON
-        cannot carry.
+        If the model is not fitted, or has a parameter that reaches outside
+        the model: ``callbacks`` (skorch callback objects are code, and
+        several write files) or a Pipeline's ``memory`` (a cache folder whose
+        pickles fit() would load). Set them to None first; predictions do not
+        depend on them. (``sknn._safe_checks.PARAMETERS`` lists every
+        parameter of every class the format holds, allowed or refused, and
+        why.)
     FileNotFoundError
         If the destination folder does not exist.
+    sknn._persistence.OutputPathError
+        If ``path`` is a directory, a device, a FIFO or a read-only file. A
+        symlink is followed: its target is written, the link kept; an existing
+        file keeps its permissions.
 
     See Also
     --------
@@ -148,6 +155,7 @@ def save(model, path):
         "model": writer.model(model),
     }
     arrays = safetensors_numpy.save(writer.arrays)
+    document["arrays"] = checks.manifest(writer.arrays)
     document["arrays_sha256"] = hashlib.sha256(arrays).hexdigest()
     text = json.dumps(document, indent=1, allow_nan=False).encode("utf-8")
     atomic_write(path, lambda f: _write_archive(f, text, arrays))
@@ -185,8 +193,8 @@ class _Writer:
         from sklearn.utils.validation import check_is_fitted
 
         if isinstance(model, Pipeline):
-            last = model.steps[-1][1]
-            if last is not None and last != "passthrough":
+            last = final_estimator(model)
+            if not is_passthrough(last):
                 check_is_fitted(last)
             return self.pipeline(model)
         if hasattr(model, "best_estimator_"):
@@ -204,8 +212,7 @@ class _Writer:
                 steps.append([name, step])
             else:
                 steps.append([name, self.object(step, f"{path}/steps/{i}")])
-        if params.get("memory") is not None and not isinstance(params["memory"], str):
-            params["memory"] = None  # a joblib.Memory: a cache, not the model
+        self.check(pipeline, "sklearn.pipeline.Pipeline", params, path)
         return {"__object__": "sklearn.pipeline.Pipeline",
                 "params": self.encode(params, f"{path}/params"), "steps": steps}
 
@@ -224,16 +231,9 @@ class _Writer:
                 f"sknn.save saves one Pipeline, not a Pipeline nested in another "
                 f"(at {path}): flatten the steps into one Pipeline.")
         params = obj.get_params(deep=False)
+        self.check(obj, name, params, path)
         node = {"__object__": name}
         if name in _ESTIMATORS:
-            if params.get("callbacks") is not None:
-                raise ValueError(
-                    "sknn.save cannot save a model whose 'callbacks' parameter is "
-                    "set: skorch callbacks are Python objects, which the safe "
-                    "format does not hold. Set it to None first, e.g. "
-                    "model.set_params(callbacks=None) (for a Pipeline: "
-                    "pipe.set_params(<step>__callbacks=None)); predictions do "
-                    "not depend on it.")
             state = obj.net_.module_.state_dict()
             for key, tensor in state.items():
                 self.arrays[f"{path}/module/{key}"] = (
@@ -250,6 +250,13 @@ class _Writer:
         node["attributes"] = self.encode(fitted, f"{path}/attributes")
         return node
 
+    @staticmethod
+    def check(obj, name, params, path):
+        try:
+            checks.check_parameters(name, params, "save")
+        except checks.ParameterRefused as exc:
+            raise ValueError(f"sknn.save cannot save {path}: {exc}.") from None
+
     def encode(self, value, path):
         if value is None or isinstance(value, (bool, str)):
             return value
@@ -257,7 +264,7 @@ class _Writer:
             return value
         if isinstance(value, float) and not isinstance(value, np.floating):
             return value if math.isfinite(value) else {"__float__": repr(value)}
-        if isinstance(value, np.dtype) and _DTYPE_NAME_RE.match(value.str):
+        if isinstance(value, np.dtype) and checks.DTYPE_NAME_RE.match(value.str):
             return {"__dtype__": value.str}
         if isinstance(value, np.generic) and value.dtype.kind in _SAFETENSORS_KINDS:
             return {"__scalar__": self.encode(value.item(), path),
@@ -275,7 +282,12 @@ class _Writer:
         if isinstance(value, np.ndarray):
             if value.dtype.kind in _SAFETENSORS_KINDS:
                 self.arrays[path] = np.ascontiguousarray(value)
-                return {"__array__": path}
+                # and the memory order: a product with a Fortran-ordered array
+                # (PCA's components_) rounds differently in BLAS otherwise
+                fortran = value.ndim > 1 and not value.flags.c_contiguous \
+                    and value.flags.f_contiguous
+                return {"__array__": path, "order": "F"} if fortran else {
+                    "__array__": path}
             if value.dtype.kind == "U" or (value.dtype.kind == "O" and all(
                     isinstance(v, str) for v in value.ravel())):
                 return {"__strings__": value.ravel().tolist(),
@@ -289,11 +301,6 @@ class _Writer:
             f"{type(value).__name__}: the safe format holds numbers, strings, "
             "lists, tuples, dicts and numeric or string arrays. Set it to one of "
             "those (e.g. random_state to an int) before saving.")
-
-
-def _short_repr(value):
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # --------------------------------------------------------------------- load
@@ -319,11 +326,16 @@ def load(path):
         If ``path`` does not exist.
     ImportError
         If safetensors is missing (``pip install 'sknn[deploy]'``).
-    ValueError
-        (:class:`sknn._safe.SafeFormatError`) If the file is not an sknn safe
-        file, is truncated or corrupted, was changed after saving, names a
-        class outside the format's list, or does not fit together. Nothing is
-        returned half-loaded.
+    sknn.SafeFormatError
+        (a ``ValueError``) If the file is not an sknn safe file, is truncated
+        or corrupted, was changed after saving, names a class outside the
+        format's list, sets a parameter that reaches outside the model (a
+        Pipeline's ``memory``, ``callbacks``) or state rebuilt from the
+        weights (``net_``, ``device_``...), declares members or tensors larger
+        than the file can hold, or an architecture that does not fit its
+        weights. These are checked before anything large is allocated, and
+        every malformed file raises this one error, at load: a loaded model
+        has predicted one row. Nothing is returned half-loaded.
 
     See Also
     --------
@@ -335,9 +347,88 @@ def load(path):
         raise FileNotFoundError(
             f"The model file {str(path)!r} does not exist. Pass the path that "
             "sknn.save (or 'sknn train --out model.sknn') wrote.")
-    text, arrays_bytes = _read_archive(path)
     try:
-        document = json.loads(text, parse_constant=_refuse_constant)
+        return _load(path, safetensors_numpy)
+    except SafeFormatError:
+        raise
+    except (checks.ArchiveError, checks.ParameterRefused) as exc:
+        raise _error(path, str(exc)) from exc
+    except MemoryError as exc:  # bounded above; a last line of defence
+        raise _error(path, "it asks for more memory than is available") from exc
+    except Exception as exc:  # whatever a damaged file provokes: one error
+        raise _error(path, f"its contents do not fit together "
+                           f"({type(exc).__name__}: {exc})") from exc
+
+
+def _load(path, safetensors_numpy):
+    document, arrays_bytes = _read_archive(path)
+    try:
+        arrays = safetensors_numpy.load(arrays_bytes)
+    except Exception as exc:  # safetensors' own error type varies by version
+        raise _error(path, f"its {ARRAYS_MEMBER} is unreadable ({exc})") from exc
+    del arrays_bytes
+    reader = _Reader(arrays)
+    try:
+        model = reader.model(document.get("model"))
+    except SafeFormatError as exc:
+        raise _error(path, str(exc)) from exc
+    unused = set(arrays) - reader.used
+    if unused:
+        raise _error(path, f"it holds arrays no part of the model uses: "
+                           f"{sorted(unused)[:5]}")
+    checks.check_predicts(model)
+    return model
+
+
+def _error(path, reason):
+    return SafeFormatError(f"Cannot load {str(path)!r} as an sknn model: {reason}.")
+
+
+def _read_archive(path):
+    """(the parsed sknn.json, the bytes of arrays.safetensors), each member
+    bounded before it is inflated (see :mod:`sknn._safe_checks`)."""
+    file_size = os.path.getsize(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            names = [info.filename for info in infos]
+            if sorted(names) != sorted([JSON_MEMBER, ARRAYS_MEMBER]):
+                raise _error(path, f"it holds {names[:5]}, not the two members "
+                                   f"{JSON_MEMBER!r} and {ARRAYS_MEMBER!r} of an "
+                                   "sknn safe file")
+            for info in infos:
+                checks.check_member(info, file_size, info.filename)
+            json_info = archive.getinfo(JSON_MEMBER)
+            if json_info.file_size > checks.MAX_JSON_BYTES:
+                raise _error(path, f"its {JSON_MEMBER} is implausibly large")
+            text = checks.read_member(archive, json_info, JSON_MEMBER,
+                                      checks.JsonCounter())
+            expected = _DIGEST_PREFIX + hashlib.sha256(text).hexdigest().encode()
+            if archive.comment != expected:
+                raise _error(path, f"its {JSON_MEMBER} does not match the checksum "
+                                   "recorded at saving: it was edited or corrupted")
+            document = _parse(path, text)
+            declared = document.get("arrays")
+            arrays_info = archive.getinfo(ARRAYS_MEMBER)
+            checks.check_arrays_size(arrays_info, declared)
+            arrays = checks.read_member(archive, arrays_info, ARRAYS_MEMBER)
+    except zipfile.BadZipFile as exc:
+        hint = checks.pickle_hint(path)
+        raise _error(path, f"it is not a complete zip archive ({exc}); the file "
+                           f"is truncated, corrupted or of another kind.{hint}"
+                      .rstrip(".")) from exc
+    except (OSError, EOFError) as exc:
+        raise _error(path, f"it could not be read ({exc})") from exc
+    if document.get("arrays_sha256") != hashlib.sha256(arrays).hexdigest():
+        raise _error(path, f"its {ARRAYS_MEMBER} does not match the checksum "
+                           "recorded at saving: it was changed or corrupted")
+    checks.check_safetensors_header(arrays, declared)
+    return document, arrays
+
+
+def _parse(path, text):
+    try:
+        document = json.loads(text, parse_constant=checks.refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise _error(path, f"its {JSON_MEMBER} is not valid JSON ({exc})") from exc
     if not isinstance(document, dict) or document.get("format") != FORMAT:
@@ -346,67 +437,7 @@ def load(path):
     if version != FORMAT_VERSION:
         raise _error(path, f"it has format_version {version!r}; this sknn reads "
                            f"version {FORMAT_VERSION}. Upgrade sknn to read it")
-    if document.get("arrays_sha256") != hashlib.sha256(arrays_bytes).hexdigest():
-        raise _error(path, f"its {ARRAYS_MEMBER} does not match the checksum "
-                           "recorded at saving: it was changed or corrupted")
-    try:
-        arrays = safetensors_numpy.load(arrays_bytes)
-    except Exception as exc:  # safetensors' own error type varies by version
-        raise _error(path, f"its {ARRAYS_MEMBER} is unreadable ({exc})") from exc
-    reader = _Reader(arrays)
-    try:
-        model = reader.model(document.get("model"))
-    except SafeFormatError as exc:
-        raise _error(path, str(exc)) from exc
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError,
-            RuntimeError) as exc:
-        raise _error(path, f"its contents do not fit together "
-                           f"({type(exc).__name__}: {exc})") from exc
-    unused = set(arrays) - reader.used
-    if unused:
-        raise _error(path, f"it holds arrays no part of the model uses: "
-                           f"{sorted(unused)[:5]}")
-    return model
-
-
-def _error(path, reason):
-    return SafeFormatError(f"Cannot load {str(path)!r} as an sknn model: {reason}.")
-
-
-def _refuse_constant(name):
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def _read_archive(path):
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            if sorted(names) != sorted([JSON_MEMBER, ARRAYS_MEMBER]):
-                raise _error(path, f"it holds {names}, not the two members "
-                                   f"{JSON_MEMBER!r} and {ARRAYS_MEMBER!r} of an "
-                                   "sknn safe file")
-            if archive.getinfo(JSON_MEMBER).file_size > _MAX_JSON_BYTES:
-                raise _error(path, f"its {JSON_MEMBER} is implausibly large")
-            comment = archive.comment
-            text = archive.read(JSON_MEMBER)
-            arrays = archive.read(ARRAYS_MEMBER)
-    except zipfile.BadZipFile as exc:
-        hint = ""
-        with open(path, "rb") as f:
-            head = f.read(2)
-        if head and head[0] == 0x80:
-            hint = (" It looks like a pickle/joblib file: load it with "
-                    "joblib.load only if you trust its source")
-        raise _error(path, f"it is not a complete zip archive ({exc}); the file "
-                           f"is truncated, corrupted or of another kind.{hint}"
-                      .rstrip(".")) from exc
-    except (OSError, EOFError) as exc:
-        raise _error(path, f"it could not be read ({exc})") from exc
-    expected = _DIGEST_PREFIX + hashlib.sha256(text).hexdigest().encode()
-    if comment != expected:
-        raise _error(path, f"its {JSON_MEMBER} does not match the checksum "
-                           "recorded at saving: it was edited or corrupted")
-    return text, arrays
+    return document
 
 
 class _Reader:
@@ -432,18 +463,18 @@ class _Reader:
             if step is not None and step != "passthrough":
                 step = self.object(step)
             steps.append((name, step))
-        params = self.params(Pipeline, node, "Pipeline")
-        return Pipeline(steps, **params)
+        params = self.params("sklearn.pipeline.Pipeline", node)
+        return checks.validated(Pipeline(steps, **params), "Pipeline")
 
-    def params(self, cls, node, name):
-        params = _expect(self.decode(node.get("params")), dict,
+    def params(self, name, node):
+        params = _expect(self.decode(node.get("params"), objects=False), dict,
                          f"the parameters of {name}")
-        allowed = set(inspect.signature(cls).parameters) - {"steps"}
-        unknown = set(params) - allowed
-        if unknown:
-            raise SafeFormatError(
-                f"{name} has no parameter(s) {sorted(unknown)}; the file comes "
-                "from another version of sknn or scikit-learn, or was edited")
+        if "steps" in params:
+            raise SafeFormatError(f"{name}'s steps are not a parameter")
+        try:
+            checks.check_parameters(name, params, "load")
+        except checks.ParameterRefused as exc:
+            raise SafeFormatError(str(exc)) from None
         return params
 
     def object(self, node):
@@ -459,17 +490,21 @@ class _Reader:
             raise SafeFormatError(
                 f"it needs {name}, which this installation of sknn lacks; "
                 "upgrade sknn")
-        obj = cls(**self.params(cls, node, name))
+        params = self.params(name, node)
+        obj = checks.validated(cls(**params), name)
         attributes = _expect(self.decode(node.get("attributes")), dict,
                              f"the fitted attributes of {name}")
         for key in attributes:
-            # data only: never a name that would shadow a method or property
-            if not _ATTRIBUTE_RE.match(key) or hasattr(cls, key):
+            # data only: never a name that would shadow a method or property,
+            # a parameter, or state rebuilt from the weights (net_, device_...)
+            if (not _ATTRIBUTE_RE.match(key) or hasattr(cls, key)
+                    or key in checks.PARAMETERS[name] or key in _NOT_SAVED):
                 raise SafeFormatError(f"{name} cannot have an attribute {key!r}")
         if name in _ESTIMATORS:
             self.rebuild(obj, node, attributes)
-        for key, value in attributes.items():
-            setattr(obj, key, value)
+        else:
+            for key, value in attributes.items():
+                setattr(obj, key, value)
         return obj
 
     def rebuild(self, estimator, node, attributes):
@@ -487,82 +522,78 @@ class _Reader:
         state = {}
         for key, array in self.arrays.items():
             if key.startswith(prefix):
-                state[key[len(prefix):]] = torch.from_numpy(array.copy())
+                state[key[len(prefix):]] = torch.from_numpy(array)
                 self.used.add(key)
         if not state:
             raise SafeFormatError("the estimator has no weights")
-        try:
-            estimator._rebuild(state)
-        except RuntimeError as exc:
-            raise SafeFormatError(
-                "the weights do not fit the network its parameters describe "
-                f"({str(exc).splitlines()[0]})") from exc
+        if not isinstance(estimator.target_encoder_, _class("sknn.TargetEncoder")):
+            raise SafeFormatError("its target_encoder_ is not a TargetEncoder")
+        # before anything is allocated: the declared network, built on the
+        # meta device, against the weights
+        checks.check_architecture(estimator, state)
+        estimator._rebuild({key: t.clone() for key, t in state.items()})
+        # what _rebuild derived from the weights is not the file's to override
+        for key, value in attributes.items():
+            if getattr(estimator, key) is not value and not checks.same(
+                    getattr(estimator, key), value):
+                raise SafeFormatError(
+                    f"its attribute {key!r} contradicts the network rebuilt "
+                    "from the weights")
         rows = _expect(self.decode(node.get("net_history", [])), list,
                        "the training history")
         estimator.net_.history = History(
             [{**_expect(row, dict, "an epoch record"), "batches": []} for row in rows])
 
-    def decode(self, value):
+    def decode(self, value, objects=True):
+        """JSON -> value; ``objects=False`` (parameters): plain data only."""
         if value is None or isinstance(value, (bool, str, int, float)):
             return value
         if isinstance(value, list):
-            return [self.decode(v) for v in value]
+            return [self.decode(v, objects) for v in value]
         if not isinstance(value, dict):
             raise SafeFormatError(f"unexpected JSON value {_short_repr(value)}")
         if _is_tagged(value, "__tuple__"):
-            return tuple(self.decode(v) for v in _expect(
+            return tuple(self.decode(v, objects) for v in _expect(
                 value["__tuple__"], list, "a tuple"))
         if _is_tagged(value, "__float__"):
             text = value["__float__"]
             if text not in ("nan", "inf", "-inf"):
-                raise SafeFormatError(f"bad float {text!r}")
+                raise SafeFormatError(f"bad float {_short_repr(text)}")
             return float(text)
         if _is_tagged(value, "__scalar__", "dtype"):
-            dtype = np.dtype(_expect(value["dtype"], str, "a dtype"))
+            dtype = checks.numpy_dtype(value["dtype"])
             if dtype.kind not in _SAFETENSORS_KINDS:
                 raise SafeFormatError(f"bad scalar dtype {dtype}")
-            return dtype.type(self.decode(value["__scalar__"]))
+            scalar = self.decode(value["__scalar__"])
+            if type(scalar) not in (bool, int, float):
+                raise SafeFormatError(f"bad scalar {_short_repr(scalar)}")
+            return dtype.type(scalar)
         if _is_tagged(value, "__dtype__"):
-            text = _expect(value["__dtype__"], str, "a dtype")
-            if not _DTYPE_NAME_RE.match(text):
-                raise SafeFormatError(f"bad dtype {text!r}")
-            return np.dtype(text)
-        if _is_tagged(value, "__array__"):
-            key = value["__array__"]
-            if key not in self.arrays:
-                raise SafeFormatError(f"the array {key!r} is missing")
+            return checks.numpy_dtype(value["__dtype__"])
+        if _is_tagged(value, "__array__") or _is_tagged(value, "__array__", "order"):
+            key, order = value["__array__"], value.get("order", "C")
+            if not isinstance(key, str) or key not in self.arrays or order not in (
+                    "C", "F"):
+                raise SafeFormatError(f"bad array reference {_short_repr(value)}")
             self.used.add(key)
-            return self.arrays[key].copy()
+            return self.arrays[key].copy(order=order)
         if _is_tagged(value, "__strings__", "dtype", "shape"):
-            items = _expect(value["__strings__"], list, "strings")
-            if not all(isinstance(s, str) for s in items):
-                raise SafeFormatError("a string array holds non-strings")
-            dtype = value["dtype"]
-            if dtype != "object" and not _DTYPE_RE.match(str(dtype)):
-                raise SafeFormatError(f"bad string dtype {dtype!r}")
-            shape = tuple(_expect(value["shape"], list, "a shape"))
-            array = np.empty(len(items), dtype=object)
-            array[:] = items
-            return array.astype(dtype).reshape(shape)
+            return checks.strings(value)
         if _is_tagged(value, "__dict__"):
-            return {self.decode(k): self.decode(v) for k, v in _expect(
-                value["__dict__"], list, "dict items")}
+            items = _expect(value["__dict__"], list, "dict items")
+            if not all(isinstance(i, list) and len(i) == 2 for i in items):
+                raise SafeFormatError("dict items should be pairs")
+            return {self.decode(k, objects): self.decode(v, objects)
+                    for k, v in items}
         if _is_tagged(value, "__object__", "params", "attributes"):
+            if not objects:
+                raise SafeFormatError(
+                    f"a parameter holds an object ({_short_repr(value)}); "
+                    "parameters are plain data")
             return self.object(value)
         if any(k.startswith("__") for k in value):
             raise SafeFormatError(f"unknown tag in {_short_repr(value)}")
-        return {k: self.decode(v) for k, v in value.items()}
-
-
-def _is_tagged(value, tag, *others):
-    return isinstance(value, dict) and tag in value and set(value) == {tag, *others}
-
-
-def _expect(value, kind, what):
-    if not isinstance(value, kind):
-        raise SafeFormatError(
-            f"{what} should be a {kind.__name__}, got {_short_repr(value)}")
-    return value
+        return {k: self.decode(v, objects) for k, v in value.items()}
 
 
 __all__ = ["FORMAT", "SAFE_CLASSES", "SafeFormatError", "load", "save"]

@@ -5,8 +5,10 @@ input as one stderr line with exit status 2 (checked in subprocesses)."""
 import io
 import os
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,9 +29,6 @@ from sknn.preprocessing import PixelScaler
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
-
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::sklearn.exceptions.ConvergenceWarning")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -65,11 +64,6 @@ def _digit_png(path, image, invert=False):
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_digits()
-
-
-@pytest.fixture(scope="module")
 def digits_model(tmp_path_factory):
     """`sknn train` on the default data (digits), 3 epochs; its outputs."""
     folder = tmp_path_factory.mktemp("train")
@@ -80,7 +74,7 @@ def digits_model(tmp_path_factory):
     return status, out, plot, stdout, stderr
 
 
-def test_train_default_reports_saves_and_plots(digits_model, digits):
+def test_train_default_reports_saves_and_plots(digits_model, digits_bunch):
     status, out, plot, stdout, stderr = digits_model
     assert status == 0, stderr
     assert "precision" in stdout and "recall" in stdout and "f1-score" in stdout
@@ -99,8 +93,8 @@ def test_train_default_reports_saves_and_plots(digits_model, digits):
     # the printed accuracy is the Pipeline's score on the same held-out split,
     # fed the raw images as load_digits returns them
     _, X_test, _, y_test = train_test_split(
-        digits.images, digits.target, test_size=0.25, random_state=1,
-        stratify=digits.target)
+        digits_bunch.images, digits_bunch.target, test_size=0.25, random_state=1,
+        stratify=digits_bunch.target)
     printed = float(stdout.split("Accuracy:")[1].split()[0])
     assert printed == pytest.approx(model.score(X_test, y_test), abs=1e-4)
     assert plot.read_bytes()[:4] == b"\x89PNG"
@@ -109,7 +103,7 @@ def test_train_default_reports_saves_and_plots(digits_model, digits):
         "curves.png", "model.joblib"]
 
 
-def test_saved_model_is_self_contained(digits_model, digits):
+def test_saved_model_is_self_contained(digits_model, digits_bunch):
     _, out, _, _, _ = digits_model
     model = joblib.load(out)
     # no attributes of the CLI's own on the sklearn objects
@@ -118,18 +112,18 @@ def test_saved_model_is_self_contained(digits_model, digits):
     assert set(vars(model)) == set(vars(fresh))
     assert not hasattr(model, "sknn_input_")
     # raw images, flat raw rows: the same answers, and right most of the time
-    by_images = model.predict(digits.images)
-    np.testing.assert_array_equal(by_images, model.predict(digits.data))
-    assert np.mean(by_images == digits.target) > 0.7
+    by_images = model.predict(digits_bunch.images)
+    np.testing.assert_array_equal(by_images, model.predict(digits_bunch.data))
+    assert np.mean(by_images == digits_bunch.target) > 0.7
 
 
-def test_predict_agrees_with_the_python_path(digits_model, digits, tmp_path):
+def test_predict_agrees_with_the_python_path(digits_model, digits_bunch, tmp_path):
     _, out, _, _, _ = digits_model
     model = joblib.load(out)
     paths, raw = [], []
     for i in range(4):
         path = tmp_path / f"digit{i}.png"
-        pixels = _digit_png(path, digits.images[i])
+        pixels = _digit_png(path, digits_bunch.images[i])
         paths.append(path)
         # what the PNG holds, on the digits' 0..16 scale
         raw.append(pixels.astype(np.float32) / np.float32(255.0) * np.float32(16))
@@ -146,23 +140,24 @@ def test_predict_agrees_with_the_python_path(digits_model, digits, tmp_path):
 
     # CSV rows of raw pixels, as load_digits' data: the Pipeline's predictions
     csv = tmp_path / "pixels.csv"
-    pd.DataFrame(digits.data[:6]).to_csv(csv, index=False)
+    pd.DataFrame(digits_bunch.data[:6]).to_csv(csv, index=False)
     preds = tmp_path / "preds.csv"
     status, _, stderr = _run_main(["predict", "--model", out, csv, "--output", preds])
     assert status == 0, stderr
     result = pd.read_csv(preds)
-    np.testing.assert_array_equal(result["prediction"], model.predict(digits.data[:6]))
+    np.testing.assert_array_equal(result["prediction"],
+                                  model.predict(digits_bunch.data[:6]))
     np.testing.assert_allclose(result["probability"],
-                               model.predict_proba(digits.data[:6]).max(axis=1),
+                               model.predict_proba(digits_bunch.data[:6]).max(axis=1),
                                rtol=1e-5)
 
 
-def test_output_is_written_for_images(digits_model, digits, tmp_path):
+def test_output_is_written_for_images(digits_model, digits_bunch, tmp_path):
     _, out, _, _, _ = digits_model
     paths = []
     for i in range(3):
         paths.append(tmp_path / f"d{i}.png")
-        _digit_png(paths[-1], digits.images[i])
+        _digit_png(paths[-1], digits_bunch.images[i])
     csv = tmp_path / "out" / "predictions.csv"
     csv.parent.mkdir()
     status, stdout, _ = _run_main(["predict", "--model", out, *paths, "--output",
@@ -174,12 +169,12 @@ def test_output_is_written_for_images(digits_model, digits, tmp_path):
     assert sorted(p.name for p in csv.parent.iterdir()) == ["predictions.csv"]
 
 
-def test_dark_on_light_digit_warns_what_the_model_expects(digits_model, digits,
+def test_dark_on_light_digit_warns_what_the_model_expects(digits_model, digits_bunch,
                                                           tmp_path):
     _, out, _, _, _ = digits_model
     # a black-on-white 7, 200x200, as a user draws one
     seven = tmp_path / "seven.png"
-    pixels = np.round(digits.images[7] * 255 / 16).astype(np.uint8)
+    pixels = np.round(digits_bunch.images[7] * 255 / 16).astype(np.uint8)
     big = Image.new("L", (200, 200), 255)
     big.paste(Image.fromarray(255 - pixels).resize((160, 160)), (20, 20))
     big.save(seven)
@@ -197,7 +192,7 @@ def test_dark_on_light_digit_warns_what_the_model_expects(digits_model, digits,
     assert status == 0 and stderr.strip() == size
     # and a light-on-dark digit of the right kind never warns
     plain = tmp_path / "plain.png"
-    _digit_png(plain, digits.images[7])
+    _digit_png(plain, digits_bunch.images[7])
     assert _run_main(["predict", "--model", out, plain])[2] == ""
 
 
@@ -413,7 +408,7 @@ def test_train_cnn(tmp_path):
 
 
 # --------------------------------------------------- .sknn and ONNX files
-def test_export_and_predict_with_sknn_and_onnx_files(digits_model, digits,
+def test_export_and_predict_with_sknn_and_onnx_files(digits_model, digits_bunch,
                                                      tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("safetensors")
@@ -426,7 +421,7 @@ def test_export_and_predict_with_sknn_and_onnx_files(digits_model, digits,
     paths = []
     for i in range(5):
         paths.append(tmp_path / f"d{i}.png")
-        _digit_png(paths[-1], digits.images[i])
+        _digit_png(paths[-1], digits_bunch.images[i])
     answers = {}
     for name in ("model.joblib", "m.sknn", "m.onnx"):
         model = out if name == "model.joblib" else tmp_path / name
@@ -439,13 +434,13 @@ def test_export_and_predict_with_sknn_and_onnx_files(digits_model, digits,
     np.testing.assert_allclose(probs[1:], probs[:1].repeat(2, axis=0), atol=2e-4)
     # the ONNX file warns about a dark-on-light digit as the Pipeline does
     inverted = tmp_path / "inverted.png"
-    _digit_png(inverted, digits.images[0], invert=True)
+    _digit_png(inverted, digits_bunch.images[0], invert=True)
     status, _, stderr = _run_main(["predict", "--model", tmp_path / "m.onnx",
                                    inverted])
     assert status == 0 and "this image is dark-on-light" in stderr
 
 
-def test_train_out_sknn_saves_the_pickle_free_format(tmp_path, digits):
+def test_train_out_sknn_saves_the_pickle_free_format(tmp_path, digits_bunch):
     pytest.importorskip("safetensors")
     import sknn
 
@@ -457,7 +452,7 @@ def test_train_out_sknn_saves_the_pickle_free_format(tmp_path, digits):
     model = sknn.load(out)
     assert isinstance(model["pixels"], PixelScaler)
     assert model["pixels"].image_shape_ == (8, 8, 1)
-    assert model.predict(digits.images[:50]).shape == (50,)
+    assert model.predict(digits_bunch.images[:50]).shape == (50,)
 
 
 def test_table_model_as_onnx_reads_csv_columns(tmp_path):
@@ -476,8 +471,8 @@ def test_table_model_as_onnx_reads_csv_columns(tmp_path):
         pd.read_csv(io.StringIO(by_onnx))["prediction"])
 
 
-def test_onnx_from_python_is_read_by_predict_as_the_joblib_model(digits_model,
-                                                                 digits, tmp_path):
+def test_onnx_from_python_is_read_by_predict_as_the_joblib_model(
+        digits_model, digits_bunch, tmp_path):
     """sknn.to_onnx in Python writes the same artifact as sknn export: its
     metadata lets sknn predict read images, with the joblib model's answers."""
     pytest.importorskip("onnxruntime")
@@ -502,7 +497,7 @@ def test_onnx_from_python_is_read_by_predict_as_the_joblib_model(digits_model,
     assert sorted((o.domain, o.version) for o in python_model.opset_import) == \
         sorted((o.domain, o.version) for o in cli_model.opset_import)
     paths = [tmp_path / f"d{i}.png" for i in range(6)]
-    for path, image in zip(paths, digits.images[10:16]):
+    for path, image in zip(paths, digits_bunch.images[10:16]):
         _digit_png(path, image)
     answers = {}
     for name, model_path in (("joblib", out), ("onnx", python_onnx)):
@@ -514,12 +509,12 @@ def test_onnx_from_python_is_read_by_predict_as_the_joblib_model(digits_model,
                                [float(r[2]) for r in answers["joblib"]], atol=2e-4)
 
 
-def test_a_large_digit_warns_that_it_is_resized(digits_model, digits, tmp_path):
+def test_a_large_digit_warns_that_it_is_resized(digits_model, digits_bunch, tmp_path):
     """An 8x8-digits model given a 28x28 PNG says so (README: "says on stderr
     when an image differs clearly from the training images (size, ...)"); an
     image of about the training size does not warn."""
     _, out, _, _, _ = digits_model
-    pixels = np.round(digits.images[3] * 255 / 16).astype(np.uint8)
+    pixels = np.round(digits_bunch.images[3] * 255 / 16).astype(np.uint8)
     mnist_like = tmp_path / "mnist_like.png"
     Image.fromarray(pixels).resize((28, 28), Image.NEAREST).save(mnist_like)
     status, stdout, stderr = _run_main(["predict", "--model", out, mnist_like])
@@ -666,14 +661,14 @@ def _bad_onnx_metadata(folder, model_path):
     return files
 
 
-def test_hostile_onnx_metadata_is_one_documented_error(digits_model, digits,
+def test_hostile_onnx_metadata_is_one_documented_error(digits_model, digits_bunch,
                                                        tmp_path):
     """Every sknn metadata key that reaches the image scaler or sizes an image
     is checked: one line, exit 2, 'invalid sknn metadata', never an internal
     error."""
     pytest.importorskip("onnxruntime")
     png = tmp_path / "d.png"
-    _digit_png(png, digits.images[0])
+    _digit_png(png, digits_bunch.images[0])
     for name, (path, message) in _bad_onnx_metadata(tmp_path,
                                                     digits_model[1]).items():
         status, stdout, stderr = _run_main(["predict", "--model", path, png])
@@ -909,24 +904,63 @@ def test_dump_and_load_errors(tmp_path):
         load(tmp_path / "junk")
 
 
-def test_predict_with_a_python_pipeline_fitted_on_flat_rows(digits, tmp_path):
+def test_predict_with_a_python_pipeline_fitted_on_flat_rows(digits_bunch, tmp_path):
     """A Pipeline made in Python from flat rows still predicts image files
     (square images are assumed) and says so when it cannot."""
     from sknn import MLPClassifierTorch as MLP
 
     model = Pipeline([("pixels", PixelScaler(16.0)), ("clf", MLP(
         hidden_layer_sizes=(16,), max_iter=2, random_state=0, device="cpu"))])
-    model.fit(digits.data[:200], digits.target[:200])
+    model.fit(digits_bunch.data[:200], digits_bunch.target[:200])
     dump(model, tmp_path / "flat.joblib")
     png = tmp_path / "d.png"
-    _digit_png(png, digits.images[0])
+    _digit_png(png, digits_bunch.images[0])
     status, stdout, _ = _run_main(["predict", "--model", tmp_path / "flat.joblib",
                                    png])
     assert status == 0 and stdout.startswith(str(png))
     model = Pipeline([("pixels", PixelScaler(16.0)), ("clf", MLP(
         hidden_layer_sizes=(16,), max_iter=2, random_state=0, device="cpu"))])
-    model.fit(digits.data[:200, :60], digits.target[:200])
+    model.fit(digits_bunch.data[:200, :60], digits_bunch.target[:200])
     dump(model, tmp_path / "odd.joblib")
     status, _, stderr = _run_main(["predict", "--model", tmp_path / "odd.joblib",
                                    png])
     assert status == 2 and "image size is unknown" in stderr
+
+
+@pytest.mark.parametrize("target", ["device", "not_a_folder"])
+def test_unwritable_out_is_refused_before_training(tmp_path, target, monkeypatch):
+    # a device (through a link, so that a broken check can only replace the
+    # link) or a path under a regular file: one line, exit 2, and no fit ran
+    if target == "device":
+        out = tmp_path / "model.joblib"
+        out.symlink_to(os.devnull)
+    else:
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "model.joblib"
+    from sknn import _mlp
+
+    fits = []
+    monkeypatch.setattr(_mlp.MLPClassifierTorch, "fit",
+                        lambda self, *a, **k: fits.append(1) or self)
+    status, stdout, stderr = _run_main(["train", "--out", out, "--epochs", "1"])
+    assert status == 2, stderr
+    assert fits == [] and "accuracy" not in stdout
+    assert len(stderr.strip().splitlines()) == 1 and str(out) in stderr
+    assert os.path.exists(os.devnull) and stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_predict_output_to_a_fifo_is_written_directly(digits_model, digits_bunch,
+                                                      tmp_path):
+    _, out, _, _, _ = digits_model
+    csv = tmp_path / "rows.csv"
+    pd.DataFrame(digits_bunch.data[:3]).to_csv(csv, index=False)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    status, _, stderr = _run_main(["predict", "--model", out, csv, "--output", fifo])
+    reader.join(timeout=30)
+    assert status == 0, stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert len(received[0].strip().splitlines()) == 4  # header + 3 rows

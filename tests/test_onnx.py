@@ -21,10 +21,7 @@ from sknn import CNNClassifier, MLPClassifierTorch
 from sknn._modules import ACTIVATIONS
 from sknn.preprocessing import PixelScaler
 
-pytestmark = [
-    pytest.mark.usefixtures("one_torch_thread"),
-    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
-]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -264,12 +264,70 @@ def test_checkpoints_in_workers_go_to_per_fit_directories(
     assert len(set(dirs)) == 2
     for dirname in dirs:
         shutil.rmtree(dirname)
-    # a checkpoint that a LoadInitState resumes from keeps its directory
+    # a checkpoint a LoadInitState resumes from: its files are copied into
+    # the fit's own folder, which it resumes from and writes to
+    (tmp_path / "params.pt").write_bytes(b"saved state")
     callbacks = par.isolate_checkpoints([resume, LoadInitState(resume)])
-    assert callbacks[0].dirname == ""
+    private = callbacks[0].dirname
+    assert os.path.basename(private).startswith("sknn-fit-")
+    with open(os.path.join(private, "params.pt"), "rb") as f:
+        assert f.read() == b"saved state"
+    shutil.rmtree(private)
     # in the caller's process skorch's default (the current directory) stays
     monkeypatch.setattr(par, "worker_index", lambda: None)
     assert par.isolate_checkpoints([Checkpoint()])[0].dirname == ""
+
+
+def test_explicit_checkpoint_dirname_gets_a_folder_per_parallel_fit(
+        tmp_path, monkeypatch):
+    from skorch.callbacks import Checkpoint, TrainEndCheckpoint
+
+    monkeypatch.setattr(par, "worker_index", lambda: 1)
+    shared = tmp_path / "ckpt"
+    first = par.isolate_checkpoints([Checkpoint(dirname=str(shared)),
+                                     ("end", TrainEndCheckpoint(dirname=shared))])
+    second = par.isolate_checkpoints([Checkpoint(dirname=str(shared))])
+    folders = {first[0].dirname, first[1][1].dirname, second[0].dirname}
+    assert len(folders) == 3
+    assert all(os.path.dirname(f) == str(shared) for f in folders)
+    with open(os.devnull, "wb") as stream:
+        for shared_file in (Checkpoint(dirname="x", f_params="/abs/params.pt"),
+                            Checkpoint(f_params=stream)):
+            with pytest.raises(ValueError, match="shared by the fits that run "
+                                                 "in parallel"):
+                par.isolate_checkpoints([shared_file])
+    monkeypatch.setattr(par, "worker_index", lambda: None)
+    assert par.isolate_checkpoints([Checkpoint(dirname="x")])[0].dirname == "x"
+
+
+def test_grid_search_n_jobs_2_with_a_shared_checkpoint_dirname(
+        small, tmp_path, restore_torch_threads):
+    """The case that scored NaN: Checkpoint(dirname=..., load_best=True) in a
+    GridSearchCV(n_jobs=2); every fit now reads back its own best weights."""
+    import joblib
+    from skorch.callbacks import Checkpoint
+
+    X, y = small
+    torch.set_num_threads(1)
+    shared = tmp_path / "ckpt"
+    est = MLPClassifierTorch((16,), max_iter=10, batch_size=32,
+                             learning_rate_init=0.01, random_state=0, device="cpu",
+                             callbacks=[Checkpoint(dirname=str(shared),
+                                                   monitor="train_loss_best",
+                                                   load_best=True)])
+    grid = {"alpha": [1e-4, 1e-3, 1e-2, 1e-1]}
+    results = []
+    for n_jobs in (1, 2):
+        search = GridSearchCV(est, grid, cv=2, n_jobs=n_jobs, error_score="raise")
+        # threads: the fits run at the same time, in one process
+        with joblib.parallel_backend("threading", n_jobs=n_jobs):
+            results.append(search.fit(X, y).cv_results_["mean_test_score"])
+    assert np.isfinite(results[1]).all()
+    assert min(results[1]) > 0.5  # each fit read back its own (trained) best
+    np.testing.assert_allclose(results[1], results[0], atol=0.02)
+    folders = [p for p in shared.iterdir() if p.name.startswith("sknn-fit-")]
+    assert len(folders) == 8  # one per parallel fit (2 folds x 4 candidates)
+    assert all((p / "params.pt").is_file() for p in folders)
 
 
 def test_dask_worker_budget_and_index_from_worker_threads(

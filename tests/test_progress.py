@@ -15,9 +15,6 @@ from sknn import CNNClassifier, MLPClassifierTorch
 from sknn._progress import EpochProgressBar
 from sknn._training import SknnNet
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::sklearn.exceptions.ConvergenceWarning")
-
 
 class Terminal(io.StringIO):
     """A captured stream that says it is a terminal, so that tqdm draws."""

@@ -17,9 +17,6 @@ from sklearn.preprocessing import StandardScaler
 
 from sknn import CNNClassifier, MLPClassifierTorch
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::sklearn.exceptions.ConvergenceWarning")
-
 pytest.importorskip("sklearn.callback", reason="scikit-learn < 1.9 has no callbacks")
 
 from sklearn.callback import ProgressBar, ScoringMonitor  # noqa: E402

@@ -247,7 +247,9 @@ def _predict_csv(model, spec, path, header):
 def _write_table(table, path):
     from sknn._persistence import atomic_write
 
-    atomic_write(path, lambda f: table.to_csv(f, index=False), mode="w")
+    # a device or FIFO (/dev/stdout, a pipe) is written directly
+    atomic_write(path, lambda f: table.to_csv(f, index=False), mode="w",
+                 special="direct")
 
 
 def run(args, out=None):

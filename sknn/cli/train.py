@@ -274,12 +274,12 @@ class _KeepGoingOut:
 
 # ------------------------------------------------------------------ the outputs
 def _check_output(path):
-    """Whether the model can be written to ``path``, checked before training.
+    """Check before training that the model can be written to ``path``, so
+    that a read-only or full disk, a directory or a device fails now, not
+    after the fit. ``check_out_path`` has already checked the suffix."""
+    from sknn._persistence import check_writable
 
-    MERGE POINT (issue 15 item 8): call ``sknn._persistence.check_writable``
-    here, so that a read-only or full disk fails before the fit, not after.
-    ``check_out_path`` has already checked the suffix and the folder.
-    """
+    check_writable(path)
 
 
 def _check_plot_path(path):
