@@ -19,18 +19,35 @@ from types import SimpleNamespace
 
 import numpy as np
 from scipy import sparse
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import _check_partial_fit_first_call, unique_labels
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknn import _options
+from sknn._compat import (
+    Interval,
+    Options,
+    StrOptions,
+    _check_partial_fit_first_call,
+    _check_sample_weight,
+    _fit_context,
+)
 from sknn._targets import TargetEncoder, sample_weights
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_float32_range(X):
+    """Refuse float64 values the network's float32 arithmetic would turn into
+    infinities (and NaN probabilities)."""
+    if X.dtype == np.float64 and X.size and (
+            X.max() > _FLOAT32_MAX or X.min() < -_FLOAT32_MAX):
+        raise ValueError(
+            "Input X contains a value too large for dtype('float32'), in which "
+            f"the network computes (largest magnitude {_FLOAT32_MAX:.4g}); got "
+            f"{max(X.max(), -X.min()):.4g}. Scale X first, for instance with "
+            "sklearn.preprocessing.StandardScaler.")
 
 
 class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
@@ -105,18 +122,21 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
     def _validate_X(self, X, reset=False):
         """Validated 2-D float X for prediction: the one place it is checked."""
         X = self._flatten_X(X, reset)
-        if not reset and self._is_valid_predict_array(X):
-            return X
-        X = validate_data(self, X, accept_sparse=["csr", "csc"],
-                          dtype=(np.float32, np.float64), reset=reset)
-        return X.toarray() if sparse.issparse(X) else X
+        if reset or not self._is_valid_predict_array(X):
+            X = validate_data(self, X, accept_sparse=["csr", "csc"],
+                              dtype=(np.float64, np.float32), reset=reset)
+            X = X.toarray() if sparse.issparse(X) else X
+        _check_float32_range(X)
+        return X
 
     def _validate_Xy(self, X, y, reset):
-        """Validated 2-D float X (float32, or float64 as given) and y."""
+        """Validated 2-D float X and y: float32 or float64 arrays as given,
+        anything else (lists, integers) float64, as scikit-learn's MLP."""
         X = self._flatten_X(X, reset)
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"],
-                             dtype=(np.float32, np.float64), multi_output=True,
+                             dtype=(np.float64, np.float32), multi_output=True,
                              reset=reset)
+        _check_float32_range(X.data if sparse.issparse(X) else X)
         if reset:
             # scikit-learn's coefs_ follow the dtype of X; training is float32
             self._input_dtype = X.dtype
@@ -272,11 +292,15 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_is_fitted__(self):
         return hasattr(self, "net_")
 
-    def _outputs(self, X):
+    def _outputs(self, X, log=False):
         if not hasattr(self, "net_"):  # check_is_fitted's tags cost ~6 us
             check_is_fitted(self)
         X = self._validate_X(X)
-        return self.net_.forward_outputs(self._input_tensor(X, self.device_))
+        from sknn._training import output_probabilities
+
+        net = self.net_
+        logits = net.forward_logits(self._input_tensor(X, self.device_))
+        return output_probabilities(logits, net.target_kind, log=log)
 
     def predict_proba(self, X):
         """Probability estimates.
@@ -292,7 +316,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             The probability of each class, in the order of ``classes_``; for
             multilabel targets, the probability of each label independently.
         """
-        return self._outputs(X).cpu().numpy().astype(np.float64)
+        return self._outputs(X)
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`.
@@ -305,11 +329,11 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         log_y_prob : ndarray of shape (n_samples, n_classes)
-            ``log(predict_proba(X))``.
+            ``log(predict_proba(X))``; where a probability is too small for
+            float64, the log-softmax or log-sigmoid of the logits, finite
+            where scikit-learn's is ``-inf``.
         """
-        proba = self.predict_proba(X)
-        with np.errstate(divide="ignore"):
-            return np.log(proba, out=proba)
+        return self._outputs(X, log=True)
 
     def predict(self, X):
         """Predict with the fitted network.

@@ -5,10 +5,10 @@ from numbers import Integral
 
 import numpy as np
 from scipy import sparse
-from sklearn.utils._param_validation import Interval, StrOptions
 
 from sknn import _options
 from sknn._base import BaseTorchClassifier
+from sknn._compat import Interval, StrOptions
 from sknn._docstrings import fill_doc
 
 

@@ -88,17 +88,31 @@ class BatchIterator:
         Source of the permutations, so shuffling is reproducible.
     transform : callable or None, default=None
         Applied to each X batch (training-time augmentation).
+    merge_single : bool, default=False
+        A last batch of one sample joins the batch before it (batch
+        normalization cannot train on one sample). The permutation is the
+        same; only the last two slices become one.
     """
 
     def __init__(self, dataset, batch_size, shuffle=False, generator=None,
-                 transform=None):
+                 transform=None, merge_single=False):
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
         self.transform = transform
+        self.merge_single = merge_single
+
+    def _starts(self, n):
+        """The first row of each batch, and ``n``."""
+        starts = list(range(0, n, self.batch_size))
+        if self.merge_single and len(starts) > 1 and n - starts[-1] == 1:
+            starts.pop()
+        return starts + [n]
 
     def __len__(self):
+        if self.merge_single:
+            return len(self._starts(len(self.dataset))) - 1
         return -(-len(self.dataset) // self.batch_size)
 
     def __iter__(self):
@@ -108,13 +122,12 @@ class BatchIterator:
                                                    shuffle=self.shuffle)
             return
         n = len(data)
-        bs = self.batch_size
         perm = None
         if self.shuffle:
             perm = torch.randperm(n, generator=self.generator).to(data.X.device)
-        for start in range(0, n, bs):
-            index = (slice(start, start + bs) if perm is None
-                     else perm[start:start + bs])
+        starts = self._starts(n)
+        for start, stop in zip(starts[:-1], starts[1:]):
+            index = slice(start, stop) if perm is None else perm[start:stop]
             Xb, yb = data.batch(index)
             if self.transform is not None:
                 if isinstance(Xb, dict):

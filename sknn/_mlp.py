@@ -3,9 +3,9 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
 
 from sknn._base import BaseTorchClassifier
+from sknn._compat import Interval
 from sknn._docstrings import fill_doc
 
 

@@ -80,7 +80,7 @@ class TargetEncoder(TransformerMixin, BaseEstimator):
         else:
             check_classification_targets(y)
             labels = y if self.classes is None else np.asarray(self.classes)
-            self.classes_ = np.unique(labels)
+            self.classes_ = _as_label_array(np.unique(labels))
             self.kind_ = "binary" if len(self.classes_) <= 2 else "multiclass"
         if self.kind_ == "multilabel" and y.shape[1] < 1:
             raise ValueError("A multilabel y needs at least one column.")
@@ -152,6 +152,14 @@ class TargetEncoder(TransformerMixin, BaseEstimator):
             onehot[np.arange(len(winners)), winners] = 1
             return onehot
         return self.classes_[winners]
+
+
+def _as_label_array(classes):
+    """String classes as a NumPy string array (``<U``), as scikit-learn's
+    ``unique_labels`` returns them for object input."""
+    if classes.dtype == object and all(isinstance(c, str) for c in classes):
+        return classes.astype(str)
+    return classes
 
 
 def sample_weights(encoder, y_encoded, sample_weight, class_weight):

@@ -21,14 +21,15 @@ skorch's parameters cannot say the same thing; each override says why.
 """
 
 import copy
+import os
 import signal
 import threading
-import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
+from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
@@ -44,6 +45,7 @@ from sknn._callbacks import (
     SklearnPrintLog,
     validation_accuracy,
 )
+from sknn._compat import warn_external
 from sknn._data import BatchIterator, TensorDataset, as_target_tensor
 from sknn._modules import L2_PATTERNS, l2_weights
 from sknn._parallel import isolate_checkpoints, resolve_device
@@ -256,8 +258,10 @@ class SknnNet(NeuralNetClassifier):
         if training:
             weight = getattr(iterator.dataset, "weight", None)
             total = sum(sizes) if weight is None else float(weight.sum())
+            # weights summing to zero leave the weighted accuracy undefined
             self.history.record("train_acc",
-                                float(torch.stack(corrects).sum()) / total)
+                                float(torch.stack(corrects).sum()) / total
+                                if total else float("nan"))
             self.history.record("train_samples", sum(sizes))
         self.history.record(prefix + "_batch_count", len(sizes))
 
@@ -299,18 +303,65 @@ class SknnNet(NeuralNetClassifier):
             return (self.predict_proba(X) > 0.5).astype(np.int64)
         return super().predict(X)
 
-    def forward_outputs(self, X):
-        """``predict_proba`` as a tensor for a device tensor X, in large
-        batches without autograd: the estimators' own predict path."""
+    def forward_logits(self, X):
+        """The module's outputs (logits) for a device tensor X, in batches of
+        :data:`PREDICT_BATCH_SIZE` rows without autograd: the estimators'
+        own predict path."""
         module = self.module_
         if module.training:
             module.eval()
-        activate = self.predict_nonlinearity
         with torch.inference_mode():
             if len(X) <= PREDICT_BATCH_SIZE:
-                return activate(module(X))
-            return torch.cat([activate(module(X[i:i + PREDICT_BATCH_SIZE]))
+                return module(X)
+            return torch.cat([module(X[i:i + PREDICT_BATCH_SIZE])
                               for i in range(0, len(X), PREDICT_BATCH_SIZE)])
+
+    def forward_outputs(self, X):
+        """``predict_proba`` as a float32 tensor for a device tensor X."""
+        logits = self.forward_logits(X)
+        with torch.inference_mode():
+            return self.predict_nonlinearity(logits)
+
+
+def output_probabilities(logits, kind, log=False):
+    """``predict_proba`` (or, with ``log``, ``predict_log_proba``) in float64
+    from the network's logits, as scikit-learn computes its probabilities in
+    float64: no exact 0 or 1 where the float64 value is not.
+
+    The logarithms are ``log(predict_proba)``, as scikit-learn's (so that the
+    two agree, ties included), except where a probability underflows to 0:
+    there, log-softmax or log-sigmoid of the logits gives the finite value
+    that scikit-learn's ``-inf`` stands for.
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (n_samples, n_outputs)
+    kind : {'multiclass', 'binary', 'multilabel'}
+        The net's target kind: softmax over the outputs, one sigmoid output
+        answered as two columns, or a sigmoid per label.
+    log : bool, default=False
+    """
+    z = logits.detach().cpu().numpy().astype(np.float64)
+    if kind == "multiclass":
+        z -= z.max(axis=1, keepdims=True)
+        proba = np.exp(z)
+        proba /= proba.sum(axis=1, keepdims=True)
+    else:
+        if kind == "binary":
+            z = np.hstack([-z, z])
+        proba = expit(z)
+    if not log:
+        return proba
+    underflow = proba == 0
+    with np.errstate(divide="ignore"):
+        log_proba = np.log(proba, out=proba)
+    if underflow.any():
+        if kind == "multiclass":  # z is shifted: the log-sum-exp is finite
+            exact = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        else:  # log(sigmoid(z)) = -log(1 + exp(-z))
+            exact = -np.logaddexp(0.0, -z)
+        log_proba[underflow] = exact[underflow]
+    return log_proba
 
 
 def _on_device(x, device):
@@ -486,7 +537,7 @@ def _callbacks(est):
     """
     defaults = _default_overrides()
     first = {"thread_tuner": ThreadTuner()}
-    if est.early_stopping:
+    if early_stopping(est):
         first["sklearn_best_weights"] = RestoreBestWeights()
     if est.progress_bar:
         first["progress_bar"] = EpochProgressBar()
@@ -496,7 +547,7 @@ def _callbacks(est):
             last["sklearn_invscaling"] = InvScalingLR(est.learning_rate_init,
                                                       est.power_t)
         last["sklearn_stopping"] = NoImprovementStopping(
-            monitor="valid_acc" if est.early_stopping else "train_loss",
+            monitor="valid_acc" if early_stopping(est) else "train_loss",
             tol=est.tol, n_iter_no_change=est.n_iter_no_change,
             adaptive=est.solver == "sgd" and est.learning_rate == "adaptive")
     user = []
@@ -528,6 +579,7 @@ def new_net(est, n_features, batch_size, l2_coef, precision):
         iterator_train=BatchIterator,
         iterator_valid=BatchIterator,
         iterator_train__shuffle=est.shuffle,
+        iterator_train__merge_single=bool(getattr(est, "batch_norm", False)),
         iterator_valid__batch_size=PREDICT_BATCH_SIZE,
         train_split=None,
         device=est.device_,
@@ -618,6 +670,12 @@ def ctrl_c_watch():
 
 
 # ---------------------------------------------------------------- the call
+def early_stopping(est):
+    """Whether this fit holds out a validation set: scikit-learn ignores
+    ``early_stopping`` for L-BFGS."""
+    return bool(est.early_stopping) and est.solver != "lbfgs"
+
+
 def _datasets(est, X, y, weight, random_state):
     """The training set and, with early stopping, scikit-learn's validation
     split (stratified for a single output, as scikit-learn's), as device
@@ -626,7 +684,7 @@ def _datasets(est, X, y, weight, random_state):
     data = TensorDataset(
         est._input_tensor(X, device), as_target_tensor(y, device),
         None if weight is None else torch.from_numpy(weight).to(device))
-    if not est.early_stopping:
+    if not early_stopping(est):
         return data, None
     stratify = None
     if est.target_encoder_.n_outputs_ == 1:
@@ -651,6 +709,85 @@ def _set_fit_params(net, **params):
     """
     for key, value in params.items():
         setattr(net, key, value)
+
+
+def check_callbacks(callbacks):
+    """Refuse ``callbacks`` items skorch cannot take, before anything is
+    built: each must be a skorch ``Callback`` (an instance or a class), or a
+    ``(name, Callback or None)`` pair."""
+    for i, item in enumerate(callbacks or []):
+        callback = item
+        if isinstance(item, tuple):
+            if len(item) != 2 or not isinstance(item[0], str):
+                raise ValueError(
+                    f"Each item of 'callbacks' must be a skorch Callback or a "
+                    f"(name, Callback) pair with a str name; item {i} is "
+                    f"{item!r}.")
+            callback = item[1]
+            if callback is None:  # removes the callback of that name
+                continue
+        if not (isinstance(callback, Callback) or (
+                isinstance(callback, type) and issubclass(callback, Callback))):
+            raise ValueError(
+                f"Each item of 'callbacks' must be a skorch Callback (from "
+                f"skorch.callbacks, or a subclass of skorch.callbacks.Callback) "
+                f"or a (name, Callback) pair; item {i} is {callback!r} of type "
+                f"{type(callback).__name__}.")
+
+
+def _memory_bytes(device):
+    """The memory of ``device`` (physical RAM for the CPU), or None if
+    unknown."""
+    device = torch.device(device)
+    try:
+        if device.type == "cuda":
+            return torch.cuda.get_device_properties(device.index or 0).total_memory
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        return None
+
+
+def check_network_size(est, n_features, n_outputs, device):
+    """Refuse a network that cannot be trained on ``device``, before any of
+    it is allocated: it is built on torch's 'meta' device (shapes without
+    storage) and its parameters counted against the device's memory."""
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            module = est._build_module(n_features, n_outputs)
+    except (RuntimeError, OverflowError, TypeError) as exc:
+        raise ValueError(
+            f"{type(est).__name__} cannot build a network with these layer "
+            f"sizes ({str(exc).splitlines()[0]}). Use smaller layers.") from None
+    n_params = sum(p.numel() for p in module.parameters())
+    # float32 weights, their gradients and an optimizer's two moment buffers
+    needed = 16 * n_params
+    memory = _memory_bytes(device)
+    if memory is not None and needed > memory:
+        raise ValueError(
+            f"{type(est).__name__} with these layer sizes has {n_params:,} "
+            f"parameters: training them needs about {_in_units(needed)}, more "
+            f"than the {_in_units(memory)} of memory of the "
+            f"{torch.device(device).type} device. Use smaller layers.")
+
+
+def _in_units(n_bytes):
+    if n_bytes >= 2**30:
+        return f"{n_bytes / 2**30:,.1f} GiB"
+    return f"{n_bytes / 2**20:,.1f} MiB"
+
+
+def l2_coefficient(alpha, batch_size, weight):
+    """scikit-learn's L2 term as weight decay: ``alpha / (batch_size * mean
+    weight)``, the sample weight of a full batch.
+
+    scikit-learn divides each batch's term by that batch's weight sum; where
+    the weights average zero (or less: negative weights), while batches do
+    not, the mean absolute weight stands for it.
+    """
+    mean = 1.0 if weight is None else float(weight.mean())
+    if mean <= 0:
+        mean = float(np.abs(weight).mean())
+    return alpha / (batch_size * mean)
 
 
 def fit(est, X, y, weight, *, incremental, reset):
@@ -681,9 +818,21 @@ def fit(est, X, y, weight, *, incremental, reset):
     train, valid = _datasets(est, X, y, weight, random_state)
     stochastic = est.solver != "lbfgs"
     batch_size = est._batch_size(len(train)) if stochastic else len(train)
-    # the sample weight of a full batch scales the L2 term, as in sklearn
-    batch_weight = batch_size * (1.0 if weight is None else float(weight.mean()))
-    l2_coef = est.alpha / batch_weight
+    if (train.weight is not None and batch_size >= len(train)
+            and not float(train.weight.sum())):
+        raise ValueError(
+            "Sample weights sum to zero over the training batch, so the "
+            "weighted mean loss is undefined. Give the samples weights with a "
+            "non-zero sum.")
+    if getattr(est, "batch_norm", False) and len(train) < 2:
+        raise ValueError(
+            "batch_norm=True needs at least 2 training samples (a batch of one "
+            f"sample cannot be normalized); got {len(train)}.")
+    l2_coef = l2_coefficient(est.alpha, batch_size, weight)
+    check_callbacks(est.callbacks)
+    if reset:
+        check_network_size(est, X.shape[1], est.target_encoder_.n_outputs_,
+                           est.device_)
     epochs = est.max_iter if stochastic and not incremental else 1
     with torch_rng(seed, est.device_):
         if reset:
@@ -741,7 +890,7 @@ def set_fitted_attributes(est, incremental, interrupted):
     est.loss_ = est.loss_curve_[-1] if history else np.nan
     est.t_ = int(sum(row["train_samples"] for row in history))
     stopping = dict(net.callbacks_).get("sklearn_stopping")
-    if est.early_stopping:
+    if early_stopping(est):
         est.best_loss_ = None
         est.validation_scores_ = [float(row["valid_acc"]) for row in history
                                   if "valid_acc" in row]
@@ -762,19 +911,24 @@ def set_fitted_attributes(est, incremental, interrupted):
             "contain large values and need to be preprocessed.")
     stopped = stopping is not None and stopping.stop_reason_ is not None
     if interrupted:
-        warnings.warn("Training interrupted by user.", stacklevel=3)
+        warn_external("Training interrupted by user.")
     elif est.solver == "lbfgs":
         if (est.n_iter_ >= est.max_iter
                 or lbfgs_state.get("func_evals", 0) >= est.max_fun):
-            warnings.warn(
+            warn_external(
                 "lbfgs failed to converge (status=1): STOP: TOTAL NO. OF "
                 "ITERATIONS REACHED LIMIT. Increase the number of iterations "
-                "(max_iter) or scale the data.", ConvergenceWarning, stacklevel=3)
-    elif not incremental and not stopped and est.n_iter_ == est.max_iter:
-        warnings.warn(
+                "(max_iter) or scale the data.", ConvergenceWarning)
+    elif (not incremental and not stopped and est.n_iter_ == est.max_iter
+          and (est.n_iter_no_change != np.inf or est.warm_start)):
+        # a fresh fit with n_iter_no_change=np.inf asks for exactly max_iter
+        # epochs (Keras' fit(epochs=...)): reaching them is the plan, not a
+        # failure. A warm start continues an earlier optimisation, which
+        # scikit-learn reports at max_iter whatever the patience (its own
+        # test_mlp_warm_start_no_convergence, run in test_sklearn_mlp.py)
+        warn_external(
             f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached "
-            "and the optimization hasn't converged yet.",
-            ConvergenceWarning, stacklevel=3)
+            "and the optimization hasn't converged yet.", ConvergenceWarning)
 
 
 def learning_rate(net):

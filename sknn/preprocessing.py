@@ -11,13 +11,13 @@ import warnings
 from numbers import Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-
-# scikit-learn keeps its constraint objects private; sknn's estimators import
-# them the same way (see _cnn.py), and a hand-written check would word its
-# errors differently from every other parameter error
-from sklearn.utils._param_validation import Interval
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+# scikit-learn keeps its constraint objects private (sknn._compat imports
+# them); a hand-written check would word its errors differently from every
+# other parameter error
+from sknn._compat import Interval, _fit_context
 
 __all__ = ["PixelScaler"]
 

@@ -502,3 +502,151 @@ def test_warm_start_takes_the_new_parameters(iris):
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y)  # no SGD setting reaches Adam
     assert isinstance(clf.net_.optimizer_, torch.optim.Adam)
+
+
+# ------------------------------------------------ the drop-in details (#15) ----
+def test_batch_norm_merges_a_last_batch_of_one_into_the_previous(iris):
+    X, y = iris
+    X201 = np.vstack([X, X[:51]])
+    y201 = np.concatenate([y, y[:51]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = fast(batch_norm=True, max_iter=2).fit(X201, y201)
+        plain = fast(max_iter=2).fit(X201, y201)
+        small = fast(batch_norm=True, batch_size=100, max_iter=2).fit(X201, y201)
+
+    def sizes(model):
+        return [b["train_batch_size"] for b in model.net_.history[-1]["batches"]
+                if "train_batch_size" in b]
+
+    assert sizes(clf) == [201]  # 200 + the single last row
+    assert sizes(small) == [100, 101]
+    assert sizes(plain) == [200, 1]  # without batch norm, batches are unchanged
+    assert np.isfinite(clf.loss_curve_).all()
+    assert clf.loss_curve_[1] < clf.loss_curve_[0]  # it trains
+
+
+def test_batch_norm_on_a_single_sample_is_explained():
+    with pytest.raises(ValueError, match="batch_norm=True needs at least 2"):
+        fast(batch_norm=True, max_iter=2).partial_fit(np.ones((1, 3)), [0],
+                                                      classes=[0, 1])
+
+
+def test_lbfgs_ignores_early_stopping_as_sklearn(iris):
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = [fast(solver="lbfgs", max_iter=20, early_stopping=es).fit(X, y)
+                for es in (False, True)]
+        theirs = [MLPClassifier(solver="lbfgs", max_iter=20, early_stopping=es,
+                                random_state=0).fit(X, y) for es in (False, True)]
+    # scikit-learn trains on every sample either way...
+    np.testing.assert_array_equal(theirs[0].coefs_[0], theirs[1].coefs_[0])
+    # ...and so does sknn: no validation split, no validation scores
+    np.testing.assert_array_equal(ours[0].coefs_[0], ours[1].coefs_[0])
+    assert ours[1].validation_scores_ is None
+    assert "valid_loss" not in ours[1].net_.history[-1]
+
+
+def _user_guide_models():
+    """The user guide's example, fitted by scikit-learn; sknn's net of the same
+    architecture holding scikit-learn's weights (in float32)."""
+    X, y = [[0.0, 0.0], [1.0, 1.0]], [0, 1]
+    params = dict(solver="lbfgs", alpha=1e-5, hidden_layer_sizes=(5, 2),
+                  random_state=1)
+    theirs = MLPClassifier(**params).fit(X, y)
+    ours = fast(**params).fit(X, y)
+    with torch.no_grad():
+        for layer, W, b in zip(ours.net_.module_.linear_layers(), theirs.coefs_,
+                               theirs.intercepts_):
+            layer.weight.copy_(torch.from_numpy(W.T))
+            layer.bias.copy_(torch.from_numpy(b))
+    return ours, theirs
+
+
+def test_predict_proba_is_float64_from_the_logits_as_sklearn():
+    ours, theirs = _user_guide_models()
+    X_new = [[2.0, 2.0], [-1.0, -2.0]]
+    expected = theirs.predict_proba(X_new)
+    assert expected[0, 0] == pytest.approx(1.967e-04, rel=1e-3)
+    proba = ours.predict_proba(X_new)
+    assert proba.dtype == np.float64
+    # float32 weights and logits: the float64 probabilities agree to ~1e-5,
+    # and none saturates to an exact 0 or 1 where scikit-learn's does not
+    np.testing.assert_allclose(proba, expected, rtol=1e-4)
+    assert (proba > 0).all()
+
+
+def test_predict_log_proba_is_finite_where_sklearn_is():
+    ours, theirs = _user_guide_models()
+    X_new = [[2.0, 2.0], [-1.0, -2.0], [-30.0, -40.0]]
+    with np.errstate(divide="ignore"):  # scikit-learn's log(0)
+        expected = theirs.predict_log_proba(X_new)
+    log_proba = ours.predict_log_proba(X_new)
+    assert np.isfinite(log_proba[np.isfinite(expected)]).all()
+    assert np.isfinite(log_proba).all()  # log-sigmoid: finite beyond float64's exp
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(log_proba[finite], expected[finite], rtol=1e-4,
+                               atol=1e-7)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(np.exp(log_proba), ours.predict_proba(X_new),
+                                   rtol=1e-12)
+
+
+def test_multiclass_log_proba_is_log_softmax(iris):
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = fast(max_iter=5).fit(X, y)
+    far = X[:3] * 1e4  # logits in the thousands: softmax underflows to 0.0
+    log_proba = clf.predict_log_proba(far)
+    assert np.isfinite(log_proba).all()
+    logits = clf.net_.forward_logits(torch.tensor(far, dtype=torch.float32))
+    expected = torch.log_softmax(logits.double(), dim=1).numpy()
+    np.testing.assert_allclose(log_proba, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_sklearn_examples_convergence_filter_silences_sknn(iris):
+    # scikit-learn's gallery (plot_mlp_training_curves.py) silences its MLP so
+    X, y = iris
+    for model in (MLPClassifier(max_iter=2, random_state=0), fast(max_iter=2)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.filterwarnings("ignore", category=ConvergenceWarning,
+                                    module="sklearn")
+            model.fit(X, y)
+        assert not [w for w in caught if w.category is ConvergenceWarning]
+    with pytest.warns(ConvergenceWarning) as caught:
+        fast(max_iter=2).fit(X, y)
+    # attributed outside sknn, to scikit-learn's fit wrapper
+    assert "sknn" not in caught[0].filename.replace("\\", "/").split("/")
+
+
+def test_fixed_epochs_with_infinite_patience_do_not_warn(iris):
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = fast(max_iter=3, n_iter_no_change=np.inf).fit(X, y)
+    assert clf.n_iter_ == 3
+
+
+def test_string_labels_keep_numpy_string_dtype_as_sklearn(iris):
+    X, y = iris
+    labels = np.array(["a", "b", "c"], dtype=object)[y]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = MLPClassifier(max_iter=2, random_state=0).fit(X, labels)
+        ours = fast(max_iter=2).fit(X, labels)
+    assert ours.classes_.dtype == theirs.classes_.dtype == np.dtype("<U1")
+    assert ours.predict(X).dtype == theirs.predict(X).dtype
+
+
+def test_list_input_gives_float64_coefs_as_sklearn(iris):
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = MLPClassifier(max_iter=2, random_state=0).fit(X.tolist(), y)
+        ours = fast(max_iter=2).fit(X.tolist(), y)
+        ours32 = fast(max_iter=2).fit(X.astype(np.float32), y)
+    assert ours.coefs_[0].dtype == theirs.coefs_[0].dtype == np.float64
+    assert ours32.coefs_[0].dtype == np.float32
