@@ -13,13 +13,13 @@ Subclasses provide ``_build_module`` and, for images, the input layout hooks
 """
 
 import math
-import warnings
 from numbers import Integral, Real
 from types import SimpleNamespace
 
 import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -32,10 +32,24 @@ from sknn._compat import (
     _check_partial_fit_first_call,
     _check_sample_weight,
     _fit_context,
+    warn_external,
 )
 from sknn._targets import TargetEncoder, sample_weights
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+#: fitted attributes derived from ``net_`` by ``_set_layer_attributes``: not
+#: pickled nor saved, rebuilt on load
+DERIVED_ATTRIBUTES = ("coefs_", "intercepts_", "n_layers_")
+
+#: the estimator parameters a fit reads as they are (``FitConfig`` fields)
+_FIT_PARAMETERS = (
+    "solver", "alpha", "batch_size", "learning_rate", "learning_rate_init",
+    "power_t", "max_iter", "shuffle", "tol", "momentum", "nesterovs_momentum",
+    "early_stopping", "validation_fraction", "beta_1", "beta_2", "epsilon",
+    "n_iter_no_change", "max_fun", "warm_start", "batch_norm", "precision",
+    "verbose", "progress_bar",
+)
 
 
 def _check_float32_range(X):
@@ -111,9 +125,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         """A callable applied to training batches (augmentation), or None."""
         return None
 
-    def _batch_work(self, batch_size):
+    def _batch_work(self, batch_size, module):
         """Rough multiply-accumulates of one training batch (forward pass)."""
-        return batch_size * sum(p.numel() for p in self.net_.module_.parameters())
+        return batch_size * sum(p.numel() for p in module.parameters())
 
     def _set_layer_attributes(self):
         """Architecture attributes (``coefs_``, ``n_layers_``...) from ``net_``."""
@@ -160,16 +174,6 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             and not hasattr(self, "feature_names_in_")
             and math.isfinite(X.sum())
         )
-
-    def _batch_size(self, n_samples):
-        if self.batch_size == "auto":
-            return min(200, n_samples)
-        if self.batch_size > n_samples:
-            warnings.warn(
-                "Got `batch_size` less than 1 or larger than sample size. It is "
-                "going to be clipped", stacklevel=2
-            )
-        return int(np.clip(self.batch_size, 1, n_samples))
 
     def _encode_targets(self, y, incremental, first_call):
         """y encoded for the loss; ``classes_`` learnt, or checked against the
@@ -262,9 +266,49 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
                                 self.class_weight)
         from sknn import _training
 
-        _training.fit(self, X, y_encoded, weight, incremental=incremental,
-                      reset=reset)
+        # the seed, then the validation split, from one RandomState
+        random_state = check_random_state(self.random_state)
+        seed = int(random_state.randint(_training.MAX_SEED))
+        if reset or not hasattr(self, "device_"):
+            from sknn._parallel import resolve_device
+
+            self.device_ = resolve_device(self.device)
+        config = self._fit_config(X.shape[1], incremental=incremental, seed=seed,
+                                  split_random_state=random_state)
+        result = _training.fit(config, X, y_encoded, weight,
+                               net=None if reset else self.net_)
+        self.net_ = result.net
+        for name, value in result.attributes.items():
+            setattr(self, name, value)
+        self.n_outputs_ = self.target_encoder_.n_outputs_
+        self.out_activation_ = self.target_encoder_.out_activation_
+        self._set_layer_attributes()
+        for message, category in result.warnings:
+            warn_external(message, category)
         return self
+
+    def _fit_config(self, n_features, incremental=False, seed=0,
+                    split_random_state=None):
+        """The frozen configuration of a fit (``sknn._training.FitConfig``):
+        the parameters training reads and this estimator's hooks."""
+        from sknn._training import FitConfig
+
+        return FitConfig(
+            build_module=self._build_module,
+            input_tensor=self._input_tensor,
+            batch_transform=self._batch_transform(),
+            batch_work=self._batch_work,
+            n_features=n_features,
+            n_outputs=self.target_encoder_.n_outputs_,
+            output_kind=self.target_encoder_.output_kind,
+            estimator_name=type(self).__name__,
+            **{name: getattr(self, name) for name in _FIT_PARAMETERS},
+            callbacks=tuple(self.callbacks or ()),
+            seed=seed,
+            split_random_state=split_random_state,
+            device=self.device_,
+            incremental=incremental,
+        )
 
     def _rebuild(self, module_state):
         """Build ``net_`` on the CPU from fitted metadata and load the weights.
@@ -282,8 +326,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
 
         self.device_ = "cpu"
         with _training.torch_rng(0, "cpu"):
-            self.net_ = _training.new_net(self, self.n_features_in_, 1, 0.0,
-                                          (None, None))
+            self.net_ = _training.build_net(self._fit_config(self.n_features_in_))
         self.net_.module_.load_state_dict(module_state)
         self._set_layer_attributes()
         return self
@@ -296,7 +339,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         if not hasattr(self, "net_"):  # check_is_fitted's tags cost ~6 us
             check_is_fitted(self)
         X = self._validate_X(X)
-        from sknn._training import output_probabilities
+        from sknn._net import output_probabilities
 
         net = self.net_
         logits = net.forward_logits(self._input_tensor(X, self.device_))
@@ -370,7 +413,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
     @property
     def _optimizer(self):
         # what scikit-learn's own tests read of its private optimizer object
-        from sknn._training import learning_rate
+        from sknn._net import learning_rate
 
         return SimpleNamespace(learning_rate=learning_rate(self.net_))
 
@@ -388,10 +431,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         # a copy: object.__getstate__ may hand back the instance's own dict
         state = dict(super().__getstate__())
         if "net_" in state:
-            from sknn._training import slim_copy
+            from sknn._net import slim_copy
 
             state["net_"] = slim_copy(state["net_"])
-            for derived in ("coefs_", "intercepts_"):
+            for derived in DERIVED_ATTRIBUTES:
                 state.pop(derived, None)
         return state
 
@@ -399,8 +442,8 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         super().__setstate__(state)
         if "net_" not in self.__dict__:
             return
+        from sknn._net import restore_slim
         from sknn._parallel import map_location
-        from sknn._training import restore_slim
 
         # skorch maps the net's tensors; the estimator's device follows it
         self.device_ = map_location(self.device_)

@@ -12,6 +12,9 @@ raising ``KeyboardInterrupt``: that is a normal end of training. Only a real
 Ctrl-C is reported as an interruption (the training module watches SIGINT).
 """
 
+import signal
+import threading
+
 import numpy as np
 from skorch.callbacks import Callback, EpochScoring
 
@@ -51,9 +54,6 @@ class NoImprovementStopping(Callback):
     adaptive : bool
         scikit-learn's ``learning_rate='adaptive'``: instead of stopping, divide
         the learning rate by 5, and stop once it is at most 1e-6.
-    restore_best : bool
-        Keep a copy of the parameters at the best epoch and restore it when
-        training ends (scikit-learn does this with early stopping).
 
     Attributes
     ----------
@@ -67,12 +67,11 @@ class NoImprovementStopping(Callback):
     """
 
     def __init__(self, monitor="train_loss", tol=1e-4, n_iter_no_change=10,
-                 adaptive=False, restore_best=False):
+                 adaptive=False):
         self.monitor = monitor
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.adaptive = adaptive
-        self.restore_best = restore_best
 
     @property
     def _higher_is_better(self):
@@ -81,7 +80,6 @@ class NoImprovementStopping(Callback):
     def initialize(self):
         self.best_ = -np.inf if self._higher_is_better else np.inf
         self.no_improvement_count_ = 0
-        self.best_state_ = None
         self.stop_reason_ = None
         return self
 
@@ -100,10 +98,6 @@ class NoImprovementStopping(Callback):
             self.no_improvement_count_ + 1)
         if is_best:
             self.best_ = float(score)
-            if self.restore_best:
-                self.best_state_ = {
-                    k: v.detach().clone() for k, v in net.module_.state_dict().items()
-                }
         if self.no_improvement_count_ <= self.n_iter_no_change:
             return
         what = ("Validation score" if self._higher_is_better else "Training loss")
@@ -125,9 +119,79 @@ class NoImprovementStopping(Callback):
         self.stop_reason_ = reason
         raise KeyboardInterrupt
 
+
+class RestoreBestWeights(Callback):
+    """scikit-learn's early stopping keeps the weights of the epoch with the
+    best validation accuracy: copy them whenever ``valid_acc_best`` is set and
+    put them back when training ends (before any user callback saves the
+    final weights)."""
+
+    def initialize(self):
+        self.best_state_ = None
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        if net.history[-1].get("valid_acc_best"):
+            self.best_state_ = {k: v.detach().clone()
+                                for k, v in net.module_.state_dict().items()}
+
     def on_train_end(self, net, **kwargs):
-        if self.restore_best and self.best_state_ is not None:
+        if self.best_state_ is not None:
             net.module_.load_state_dict(self.best_state_)
+        # the copy served its purpose: the module holds those weights now
+        self.best_state_ = None
+
+
+class CtrlCWatch(Callback):
+    """Tell a real Ctrl-C from a callback's planned stop.
+
+    Both reach skorch as ``KeyboardInterrupt``, which ends training normally
+    (skorch's ``EarlyStopping`` stops that way). While training runs (in the
+    main thread, where signals arrive), SIGINT first notes that the user
+    pressed Ctrl-C, then does what it did before. If the KeyboardInterrupt
+    is caught on its way (in a ``__del__``, a callback's ``except`` clause),
+    training still stops at the end of the batch.
+
+    Attributes
+    ----------
+    pressed_ : bool
+        Whether Ctrl-C was pressed during the last fit.
+    """
+
+    def initialize(self):
+        self.pressed_ = False
+        self._previous = None
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        self.pressed_ = False
+        if (self._previous is not None
+                or threading.current_thread() is not threading.main_thread()):
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if not callable(previous):  # ignored or default: nothing to tell apart
+            return
+
+        def _note(signum, frame):
+            self.pressed_ = True
+            previous(signum, frame)
+
+        signal.signal(signal.SIGINT, _note)
+        self._previous = previous
+
+    def on_batch_end(self, net, **kwargs):
+        if self.pressed_:
+            raise KeyboardInterrupt
+
+    def on_train_end(self, net, **kwargs):
+        self.release()
+
+    def release(self):
+        """Give SIGINT its previous handler back (also called by the fit when
+        an exception ends training, where skorch calls no on_train_end)."""
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 class InvScalingLR(Callback):

@@ -9,17 +9,26 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-#: target kind -> (output activation as sklearn names it, loss family)
+#: target kind -> (output activation as scikit-learn names it, network output).
+#: The network output is what the net computes and its loss:
+#: 'multiclass' one logit per class (softmax cross-entropy on class indices),
+#: 'binary' one logit (sigmoid, binary cross-entropy), 'multilabel' one logit
+#: per label (a sigmoid each). ``sknn._net.OUTPUTS`` maps each to torch.
 KINDS = {
-    "binary": ("logistic", "bce"),
-    "multiclass": ("softmax", "ce"),
-    "onehot": ("softmax", "ce"),
-    "multilabel": ("logistic", "bce"),
+    "binary": ("logistic", "binary"),
+    "multiclass": ("softmax", "multiclass"),
+    "onehot": ("softmax", "multiclass"),
+    "multilabel": ("logistic", "multilabel"),
 }
 
 
 class TargetEncoder(TransformerMixin, BaseEstimator):
     """Encode classification targets for a neural network and decode predictions.
+
+    Public as ``sknn.preprocessing.TargetEncoder``; it is what the estimators
+    fit as ``target_encoder_``. Not to be confused with scikit-learn's
+    ``sklearn.preprocessing.TargetEncoder``, which encodes categorical
+    features by their target means.
 
     The kind of target is learnt in :meth:`fit`:
 
@@ -89,10 +98,16 @@ class TargetEncoder(TransformerMixin, BaseEstimator):
         return self
 
     @property
+    def output_kind(self):
+        """The network output for this target: 'multiclass', 'binary' or
+        'multilabel' (see :data:`KINDS`)."""
+        return KINDS[self.kind_][1]
+
+    @property
     def loss_family(self):
         """'ce' (softmax cross-entropy on int64 indices) or 'bce' (sigmoids on a
         float32 matrix)."""
-        return KINDS[self.kind_][1]
+        return "ce" if self.output_kind == "multiclass" else "bce"
 
     def transform(self, y):
         """Encode ``y``: int64 class indices, or a float32 (n, n_outputs) matrix."""

@@ -18,8 +18,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 # them); a hand-written check would word its errors differently from every
 # other parameter error
 from sknn._compat import Interval, _fit_context
+from sknn._targets import TargetEncoder
 
-__all__ = ["PixelScaler"]
+__all__ = ["PixelScaler", "TargetEncoder"]
 
 #: images whose median pixel is at least this (on the [0, 1] scale) have a
 #: light background

@@ -441,14 +441,24 @@ def test_predict_log_proba_is_log_of_proba(iris):
     np.testing.assert_allclose(clf.predict_log_proba(X), np.log(clf.predict_proba(X)))
 
 
-def test_prediction_in_large_batches_matches_small(iris):
+def test_prediction_in_batches_matches_one_pass(iris, monkeypatch):
+    from sknn import _net
+
     X, y = iris
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = fast(max_iter=5).fit(X, y)
-    full = clf.predict_proba(X)
-    clf.net_.predict_batch_size = 7
-    np.testing.assert_allclose(clf.predict_proba(X), full, rtol=1e-5, atol=1e-7)
+        clf = fast(max_iter=5, batch_norm=True).fit(X, y)
+    calls = []
+    clf.net_.module_.register_forward_hook(
+        lambda module, args, out: calls.append(len(args[0])))
+    whole = clf.predict_proba(X)
+    assert calls == [150]
+    monkeypatch.setattr(_net, "PREDICT_BATCH_SIZE", 7)
+    calls.clear()
+    batched = clf.predict_proba(X)
+    assert calls == [7] * 21 + [3]  # the batched path ran
+    np.testing.assert_allclose(batched, whole, rtol=1e-6, atol=1e-12)
+    np.testing.assert_array_equal(clf.predict(X), whole.argmax(axis=1))
 
 
 def test_device_auto_is_cpu_without_cuda(iris):
