@@ -2,13 +2,16 @@
 CNNClassifier share.
 
 Parameters and their constraints, ``fit``/``partial_fit``/``predict*``/``score``,
-tags, the encoding of targets and weights, and scikit-learn's private
-attributes that its own tests read. Training is one call into
-``sknn._training``. torch and skorch are imported when a model is fitted,
-predicts or is loaded, not with the class: ``get_params``, ``clone`` and
-``repr`` need neither.
+tags, the encoding of targets and weights, every fitted attribute, and
+scikit-learn's private attributes that its own tests read. Training is one
+call into ``sknn._training``: a frozen ``FitConfig`` in (``_fit_config``), a
+``FitResult`` out (the net, the fitted attributes, the warnings), which
+``_fit`` assigns and emits. torch and skorch are imported when a model is
+fitted, predicts or is loaded, not with the class: ``get_params``, ``clone``
+and ``repr`` need neither.
 
-Subclasses provide ``_build_module`` and, for images, the input layout hooks
+Subclasses provide ``_build_module`` (and may count its parameters without
+building it, ``_n_parameters``) and, for images, the input layout hooks
 ``_flatten_X``, ``_input_tensor``, ``_batch_transform`` and ``_batch_work``.
 """
 
@@ -125,6 +128,12 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
         """A callable applied to training batches (augmentation), or None."""
         return None
 
+    def _n_parameters(self, n_features, n_outputs):
+        """The number of parameters of ``_build_module(n_features,
+        n_outputs)``, or None to count them on a network built on torch's
+        'meta' device (no storage)."""
+        return None
+
     def _batch_work(self, batch_size, module):
         """Rough multiply-accumulates of one training batch (forward pass)."""
         return batch_size * sum(p.numel() for p in module.parameters())
@@ -174,6 +183,16 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             and not hasattr(self, "feature_names_in_")
             and math.isfinite(X.sum())
         )
+
+    def _batch_size(self, n_samples):
+        """Rows per batch for ``n_samples`` training rows, as a fit resolves
+        ``batch_size`` (``sknn._fused`` calls it)."""
+        from sknn._training import resolve_batch_size
+
+        size, warning = resolve_batch_size(self.batch_size, n_samples)
+        if warning is not None:
+            warn_external(*warning)
+        return size
 
     def _encode_targets(self, y, incremental, first_call):
         """y encoded for the loss; ``classes_`` learnt, or checked against the
@@ -298,6 +317,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             input_tensor=self._input_tensor,
             batch_transform=self._batch_transform(),
             batch_work=self._batch_work,
+            count_parameters=self._n_parameters,
             n_features=n_features,
             n_outputs=self.target_encoder_.n_outputs_,
             output_kind=self.target_encoder_.output_kind,

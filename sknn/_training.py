@@ -3,23 +3,15 @@
 The seam between an estimator and training is data in, result out:
 ``sknn._base`` builds a frozen :class:`FitConfig` (the parameters training
 reads, resolved, and the estimator's module and data hooks) and gets back a
-:class:`FitResult` (the net, the fitted attributes as a mapping, and the
-warnings to emit), which it assigns and emits. Training never reads or
-writes an estimator.
-
-What training owns:
-
-- the net's configuration, through skorch's public parameters: the data as a
-  torch ``Dataset`` (X), ``train_split=predefined_split(valid)``, the slicing
-  iterators and their generator (``iterator_train``, ``iterator_valid``),
-  ``classes``, the optimizer with scikit-learn's L2 term as
-  ``optimizer__param_groups``, and skorch's default callbacks (``train_loss``,
-  ``valid_loss``, ``valid_acc`` and their ``*_best`` flags) beside the
-  callbacks that give scikit-learn's semantics;
-- the scopes of a fit: torch's RNG (seeded, then restored), CPU threads,
-  mixed precision, and Ctrl-C (a callback);
-- the checks made before anything is allocated, and the translation of the
-  net's history into scikit-learn's fitted attributes.
+:class:`FitResult` (the net, the fitted attributes as a mapping, the warnings
+to emit), which it assigns and emits. Training never reads or writes an
+estimator. It owns the net's configuration through skorch's public
+parameters (the data as a torch ``Dataset``, ``predefined_split``, the
+slicing iterators, the optimizer with scikit-learn's L2 term as parameter
+groups, skorch's default scorers beside the callbacks that give
+scikit-learn's semantics), the scopes of a fit (torch's RNG, CPU threads,
+mixed precision, Ctrl-C), the checks made before anything is allocated, and
+the translation of the net's history into scikit-learn's fitted attributes.
 """
 
 import copy
@@ -33,15 +25,16 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from skorch.callbacks import Callback
 from skorch.helper import predefined_split
 
 from sknn._callbacks import (
+    BatchLossScoring,
     CtrlCWatch,
     InvScalingLR,
     NoImprovementStopping,
     RestoreBestWeights,
     SklearnPrintLog,
+    check_callbacks,
     validation_accuracy,
 )
 from sknn._data import BatchIterator, TensorDataset, as_target_tensor
@@ -54,6 +47,7 @@ from sknn._threads import ThreadTuner, fit_threads
 #: the seed of a fit is ``check_random_state(random_state).randint(MAX_SEED)``,
 #: drawn before the validation split
 MAX_SEED = np.iinfo(np.int32).max
+_MAX_SEED = MAX_SEED  # the name other modules may have imported
 
 
 # ------------------------------------------------------------------- the seam
@@ -67,6 +61,7 @@ class FitConfig:
     input_tensor: Callable[[np.ndarray, str], torch.Tensor]
     batch_transform: Callable | None = None
     batch_work: Callable[[int, torch.nn.Module], float] | None = None
+    count_parameters: Callable[[int, int], int | None] | None = None
     n_features: int = 1
     n_outputs: int = 1
     output_kind: str = "multiclass"
@@ -140,6 +135,8 @@ def optimizer_policy(config, l2_coef):
     select, an optimizer parameter group. L-BFGS takes no parameter groups,
     so the term goes into its loss (``penalty_in_loss``).
     """
+    if not isinstance(config, FitConfig):  # a fitted estimator (sknn._fused)
+        config = config._fit_config(config.n_features_in_)
     c = config
     fused = {"optimizer__fused": True} if _fused_ok(c.device) else {}
     groups = [(pattern, {"weight_decay": l2_coef}) for pattern in L2_PATTERNS]
@@ -227,9 +224,12 @@ def resolve_batch_size(batch_size, n_samples):
 # ---------------------------------------------------------------- callbacks
 def _default_overrides():
     """The skorch default callbacks sknn replaces: sklearn-worded printing in
-    place of skorch's ``print_log`` table, and a sample-weighted ``valid_acc``,
-    as scikit-learn's validation score is."""
-    return {"print_log": SklearnPrintLog(), "valid_acc": validation_accuracy()}
+    place of skorch's ``print_log`` table, a sample-weighted ``valid_acc``,
+    as scikit-learn's validation score is, and skorch's loss scorers read in
+    one pass."""
+    return {"print_log": SklearnPrintLog(), "valid_acc": validation_accuracy(),
+            "train_loss": BatchLossScoring("train_loss", on_train=True),
+            "valid_loss": BatchLossScoring("valid_loss")}
 
 
 def _copy_callback(item):
@@ -240,30 +240,6 @@ def _copy_callback(item):
         return copy.deepcopy(item)
     except (TypeError, copy.Error):
         return item
-
-
-def check_callbacks(callbacks):
-    """Refuse ``callbacks`` items skorch cannot take, before anything is
-    built: each must be a skorch ``Callback`` (an instance or a class), or a
-    ``(name, Callback or None)`` pair."""
-    for i, item in enumerate(callbacks or []):
-        callback = item
-        if isinstance(item, tuple):
-            if len(item) != 2 or not isinstance(item[0], str):
-                raise ValueError(
-                    f"Each item of 'callbacks' must be a skorch Callback or a "
-                    f"(name, Callback) pair with a str name; item {i} is "
-                    f"{item!r}.")
-            callback = item[1]
-            if callback is None:  # removes the callback of that name
-                continue
-        if not (isinstance(callback, Callback) or (
-                isinstance(callback, type) and issubclass(callback, Callback))):
-            raise ValueError(
-                f"Each item of 'callbacks' must be a skorch Callback (from "
-                f"skorch.callbacks, or a subclass of skorch.callbacks.Callback) "
-                f"or a (name, Callback) pair; item {i} is {callback!r} of type "
-                f"{type(callback).__name__}.")
 
 
 def _callbacks(config):
@@ -329,17 +305,23 @@ def _in_units(n_bytes):
 
 def check_network_size(config):
     """Refuse a network that cannot be trained on the device, before any of
-    it is allocated: it is built on torch's 'meta' device (shapes without
-    storage) and its parameters counted against the device's memory."""
-    name = config.estimator_name
-    try:
-        with torch.random.fork_rng(devices=[]), torch.device("meta"):
-            module = config.build_module(config.n_features, config.n_outputs)
-    except (RuntimeError, OverflowError, TypeError) as exc:
-        raise ValueError(
-            f"{name} cannot build a network with these layer sizes "
-            f"({str(exc).splitlines()[0]}). Use smaller layers.") from None
-    n_params = sum(p.numel() for p in module.parameters())
+    it is allocated: its parameters, counted by the estimator's hook or on a
+    network built on torch's 'meta' device (shapes without storage), against
+    the device's memory."""
+    c = config
+    name = c.estimator_name
+    n_params = None
+    if c.count_parameters is not None:
+        n_params = c.count_parameters(c.n_features, c.n_outputs)
+    if n_params is None:
+        try:
+            with torch.random.fork_rng(devices=[]), torch.device("meta"):
+                module = c.build_module(c.n_features, c.n_outputs)
+        except (RuntimeError, OverflowError, TypeError) as exc:
+            raise ValueError(
+                f"{name} cannot build a network with these layer sizes "
+                f"({str(exc).splitlines()[0]}). Use smaller layers.") from None
+        n_params = sum(p.numel() for p in module.parameters())
     # float32 weights, their gradients and an optimizer's two moment buffers
     needed = 16 * n_params
     memory = _memory_bytes(config.device)

@@ -137,13 +137,23 @@ def test_l2_coefficient_is_alpha_over_the_weight_of_a_full_batch(weight, expecte
     assert _training.l2_coefficient(0.1, 20, weight) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_mlp_counts_its_parameters_as_built(batch_norm):
+    est = MLPClassifierTorch((7, 5), batch_norm=batch_norm)
+    module = est._build_module(4, 3)
+    assert est._n_parameters(4, 3) == sum(p.numel() for p in module.parameters())
+
+
 # ------------------------------------------------------------ device paths
-def test_on_device_tells_tensors_on_the_training_device():
+def test_device_test_tells_tensors_on_the_training_device():
     x = torch.zeros(2)
-    assert _net._on_device(x, torch.device("cpu"))
-    assert not _net._on_device(x, torch.device("cuda"))
-    assert not _net._on_device(x, None)
-    assert not _net._on_device(np.zeros(2), torch.device("cpu"))
+    assert _net._device_test(torch.device("cpu"))(x)
+    assert not _net._device_test(torch.device("cuda"))(x)
+    assert not _net._device_test(torch.device("cuda:1"))(x)
+    assert not _net._device_test(torch.device("cpu"))(np.zeros(2))
+    meta = torch.zeros(2, device="meta")  # a tensor off the CPU
+    assert _net._device_test(torch.device("meta"))(meta)
+    assert not _net._device_test(torch.device("cpu"))(meta)
 
 
 def test_gpu_memory_bounds_the_network_size(monkeypatch):
@@ -201,7 +211,7 @@ def test_net_keeps_no_training_state_after_fit():
             X, y, sample_weight=np.linspace(1, 2, len(X)))
     net = clf.net_
     assert net.train_split is None and net.iterator_train__generator is None
-    assert "_train_weight" not in vars(net) and "_correct" not in vars(net)
+    assert "_train_weight" not in vars(net) and "_predicted" not in vars(net)
     assert "_trained_params" not in vars(net)
     assert dict(net.callbacks_)["ctrl_c"]._previous is None
 
@@ -265,3 +275,22 @@ def test_the_estimator_assigns_every_fitted_attribute_of_the_result(monkeypatch)
     assert clf.net_ is result.net
     for name, value in result.attributes.items():
         assert getattr(clf, name) is value
+
+
+def test_optimizer_policy_of_a_fitted_estimator_is_that_of_its_config():
+    # sknn._fused passes the estimator itself
+    X, y = _data(30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifierTorch((3,), solver="sgd", momentum=0.5, max_iter=1,
+                                 device="cpu").fit(X, y)
+    policy = _training.optimizer_policy(clf, 0.1)
+    assert policy == _training.optimizer_policy(clf._fit_config(3), 0.1)
+    assert policy["optimizer__momentum"] == 0.5
+
+
+def test_batch_size_resolves_as_sklearn():
+    assert MLPClassifierTorch()._batch_size(150) == 150
+    assert MLPClassifierTorch()._batch_size(1000) == 200
+    with pytest.warns(UserWarning, match="going to be clipped"):
+        assert MLPClassifierTorch(batch_size=500)._batch_size(100) == 100
