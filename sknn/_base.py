@@ -149,7 +149,7 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             X = validate_data(self, X, accept_sparse=["csr", "csc"],
                               dtype=(np.float64, np.float32), reset=reset)
             X = X.toarray() if sparse.issparse(X) else X
-        _check_float32_range(X)
+            _check_float32_range(X)
         return X
 
     def _validate_Xy(self, X, y, reset):
@@ -171,8 +171,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
 
         Single-row prediction is latency-bound and ``validate_data`` alone costs
         more than the forward pass of a small net; every other input (lists,
-        DataFrames, sparse, other dtypes, wrong width, NaN/inf) goes through
-        ``validate_data`` and gets its errors and warnings.
+        DataFrames, sparse, other dtypes, wrong width, NaN/inf, float64 values
+        beyond float32's range) goes through ``validate_data`` and gets its
+        errors and warnings.
         """
         return (
             type(X) is np.ndarray
@@ -181,7 +182,9 @@ class BaseTorchClassifier(ClassifierMixin, BaseEstimator):
             and X.shape[0] > 0
             and X.shape[1] == self.n_features_in_
             and not hasattr(self, "feature_names_in_")
-            and math.isfinite(X.sum())
+            # NaN fails both tests: a NaN sum, a NaN maximum
+            and (math.isfinite(X.sum()) if X.dtype.char == "f"
+                 else float(np.abs(X).max()) <= _FLOAT32_MAX)
         )
 
     def _batch_size(self, n_samples):

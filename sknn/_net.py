@@ -328,6 +328,9 @@ def output_probabilities(logits, kind, log=False):
         answered as two columns, or a sigmoid per label.
     log : bool, default=False
     """
+    if kind == "multiclass" and not log:  # torch's is faster for one row
+        return torch.softmax(logits.detach(), dim=1,
+                             dtype=torch.float64).cpu().numpy()
     z = logits.detach().cpu().numpy().astype(np.float64)
     if kind == "multiclass":
         z -= z.max(axis=1, keepdims=True)
@@ -398,9 +401,8 @@ def slim_copy(net):
 
 def restore_slim(net):
     """Undo :func:`slim_copy` on a net just unpickled."""
-    if net.__dict__.get("module") is None:
-        # skorch's __setattr__ would register it as a new module to initialize
-        net.__dict__["module"] = net.module_
+    if net.module is None:
+        net.module = net.module_  # a known prefix: skorch registers nothing
     if net.optimizer_ is None:
         net.initialize_optimizer()
 

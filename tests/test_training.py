@@ -294,3 +294,19 @@ def test_batch_size_resolves_as_sklearn():
     assert MLPClassifierTorch()._batch_size(1000) == 200
     with pytest.warns(UserWarning, match="going to be clipped"):
         assert MLPClassifierTorch(batch_size=500)._batch_size(100) == 100
+
+
+def test_derived_attributes_are_not_pickled_and_come_back():
+    import pickle
+
+    from sknn._base import DERIVED_ATTRIBUTES
+
+    X, y = _data(30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifierTorch((3,), max_iter=2, device="cpu").fit(X, y)
+    assert set(DERIVED_ATTRIBUTES) <= set(vars(clf))
+    assert not set(DERIVED_ATTRIBUTES) & set(clf.__getstate__())
+    loaded = pickle.loads(pickle.dumps(clf))
+    for name in DERIVED_ATTRIBUTES:
+        np.testing.assert_equal(getattr(loaded, name), getattr(clf, name))
