@@ -39,7 +39,13 @@ from sknn._callbacks import (
 )
 from sknn._data import BatchIterator, TensorDataset, as_target_tensor
 from sknn._modules import L2_PATTERNS
-from sknn._net import OUTPUTS, PREDICT_BATCH_SIZE, SknnNet
+from sknn._net import (  # noqa: F401  (older pickles name the last two here)
+    OUTPUTS,
+    PREDICT_BATCH_SIZE,
+    SknnNet,
+    _binary_proba,
+    _softmax,
+)
 from sknn._parallel import isolate_checkpoints
 from sknn._progress import EpochProgressBar
 from sknn._threads import ThreadTuner, fit_threads
@@ -392,12 +398,9 @@ def _keep_training(net, config, batch_size, l2_coef, precision):
 
 
 def _set_fit_params(net, **params):
-    """Set skorch parameters that are read afresh at each fit.
-
-    They are stored as attributes, as ``set_params`` itself stores them: on
-    an initialized net, skorch's ``set_params`` goes on to re-initialize
-    components and refuses ``iterator_train__*`` parameters.
-    """
+    """Set skorch parameters read afresh at each fit, as attributes, as
+    ``set_params`` stores them (on an initialized net, skorch's ``set_params``
+    re-initializes components and refuses ``iterator_train__*``)."""
     for key, value in params.items():
         setattr(net, key, value)
 
