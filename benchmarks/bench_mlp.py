@@ -3,6 +3,7 @@ loop, in one run, systems interleaved round by round.
 
     python benchmarks/bench_mlp.py            # full run (several minutes)
     python benchmarks/bench_mlp.py --quick    # a smoke run
+    python benchmarks/bench_mlp.py --digits 9 # issue 16.6's ratio only
 
 Sections:
 
@@ -175,6 +176,50 @@ def bench_digits(rounds):
     return ratios["sknn MLPClassifierTorch"]
 
 
+def bench_digits_ratio(rounds):
+    """Issue 16.6: the small-data fit against scikit-learn's, float32 and
+    float64 X, interleaved round by round (sknn, then scikit-learn, in the same
+    round), each on one thread (what sknn picks for a net this small) and
+    with the libraries' default threads."""
+    import os
+
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    rows = []
+    ratios = {}
+    for dtype in (np.float32, np.float64):
+        Xd = X.astype(dtype)
+        args = (Xd, y, (100,), 20, 200)
+        systems = {
+            "sklearn": lambda args=args: one_thread(sklearn_fit, *args),
+            "sknn": lambda args=args: one_thread(sknn_fit, *args),
+            "sklearn, default threads": lambda args=args: timed(
+                sklearn_fit, *args)[0],
+            "sknn, default threads": lambda args=args: timed(sknn_fit, *args)[0],
+        }
+        for fn in systems.values():  # warm-up
+            fn()
+        load_before = os.getloadavg()[0]
+        times, one = interleaved(systems, rounds, "sklearn")
+        _, default = interleaved_ratios(times, "sklearn, default threads")
+        load_after = os.getloadavg()[0]
+        name = np.dtype(dtype).name
+        ratios[name] = one["sknn"]
+        rows.append((name, "1 thread", fmt_time(times["sklearn"]),
+                     fmt_time(times["sknn"]), fmt_ratio(one["sknn"]),
+                     f"{load_before:.1f} -> {load_after:.1f}"))
+        rows.append((name, "default", fmt_time(times["sklearn, default threads"]),
+                     fmt_time(times["sknn, default threads"]),
+                     fmt_ratio(default["sknn, default threads"]),
+                     f"{load_before:.1f} -> {load_after:.1f}"))
+    table(f"digits 1,797x64, hidden (100,), Adam, batch 200, 20 epochs, "
+          f"{rounds} interleaved rounds",
+          ["X dtype", "threads", "sklearn fit s, median [range]",
+           "sknn fit s, median [range]", "sknn / sklearn per round",
+           "load average (1 min)"], rows)
+    return ratios
+
+
 def bench_mnist_shaped(rounds, n=60_000, epochs=2):
     rng = np.random.default_rng(0)
     X = rng.standard_normal(size=(n, 784), dtype=np.float32)
@@ -313,14 +358,21 @@ def bench_rss():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--digits", type=int, metavar="ROUNDS", default=0,
+                        help="only the digits ratio (float32 and float64 X), "
+                             "in ROUNDS interleaved rounds")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.digits:
+        bench_digits_ratio(args.digits)
+        return
     if args.quick:
         bench_digits(2)
         bench_mnist_shaped(1, n=6_000, epochs=1)
         bench_predict(2)
         return
     bench_digits(7)
+    bench_digits_ratio(9)
     bench_mnist_shaped(5)
     bench_predict(7)
     bench_accuracy(10)

@@ -2,40 +2,74 @@
 CNNClassifier share.
 
 Parameters and their constraints, ``fit``/``partial_fit``/``predict*``/``score``,
-tags, the encoding of targets and weights, and scikit-learn's private
-attributes that its own tests read. Training is one call into
-``sknn._training``. torch and skorch are imported when a model is fitted,
-predicts or is loaded, not with the class: ``get_params``, ``clone`` and
-``repr`` need neither.
+tags, the encoding of targets and weights, every fitted attribute, and
+scikit-learn's private attributes that its own tests read. Training is one
+call into ``sknn._training``: a frozen ``FitConfig`` in (``_fit_config``), a
+``FitResult`` out (the net, the fitted attributes, the warnings), which
+``_fit`` assigns and emits. torch and skorch are imported when a model is
+fitted, predicts or is loaded, not with the class: ``get_params``, ``clone``
+and ``repr`` need neither.
 
-Subclasses provide ``_build_module`` and, for images, the input layout hooks
+Subclasses provide ``_build_module`` (and may count its parameters without
+building it, ``_n_parameters``) and, for images, the input layout hooks
 ``_flatten_X``, ``_input_tensor``, ``_batch_transform`` and ``_batch_work``.
 """
 
 import math
-import warnings
 from numbers import Integral, Real
 from types import SimpleNamespace
 
 import numpy as np
 from scipy import sparse
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import _check_partial_fit_first_call, unique_labels
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sknn import _options
+from sknn._compat import (
+    Interval,
+    Options,
+    StrOptions,
+    _check_partial_fit_first_call,
+    _check_sample_weight,
+    _fit_context,
+    warn_external,
+)
 from sknn._sklearn_callbacks import (  # sklearn.callback (1.9+)
     CallbackSupportMixin,
     fit_task,
     with_callbacks,
 )
 from sknn._targets import TargetEncoder, sample_weights
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+#: fitted attributes derived from ``net_`` by ``_set_layer_attributes``: not
+#: pickled nor saved, rebuilt on load
+DERIVED_ATTRIBUTES = ("coefs_", "intercepts_", "n_layers_")
+
+#: the estimator parameters a fit reads as they are (``FitConfig`` fields)
+_FIT_PARAMETERS = (
+    "solver", "alpha", "batch_size", "learning_rate", "learning_rate_init",
+    "power_t", "max_iter", "shuffle", "tol", "momentum", "nesterovs_momentum",
+    "early_stopping", "validation_fraction", "beta_1", "beta_2", "epsilon",
+    "n_iter_no_change", "max_fun", "warm_start", "batch_norm", "precision",
+    "verbose", "progress_bar",
+)
+
+
+def _check_float32_range(X):
+    """Refuse float64 values the network's float32 arithmetic would turn into
+    infinities (and NaN probabilities)."""
+    if X.dtype == np.float64 and X.size and (
+            X.max() > _FLOAT32_MAX or X.min() < -_FLOAT32_MAX):
+        raise ValueError(
+            "Input X contains a value too large for dtype('float32'), in which "
+            f"the network computes (largest magnitude {_FLOAT32_MAX:.4g}); got "
+            f"{max(X.max(), -X.min()):.4g}. Scale X first, for instance with "
+            "sklearn.preprocessing.StandardScaler.")
 
 
 class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
@@ -99,9 +133,15 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         """A callable applied to training batches (augmentation), or None."""
         return None
 
-    def _batch_work(self, batch_size):
+    def _n_parameters(self, n_features, n_outputs):
+        """The number of parameters of ``_build_module(n_features,
+        n_outputs)``, or None to count them on a network built on torch's
+        'meta' device (no storage)."""
+        return None
+
+    def _batch_work(self, batch_size, module):
         """Rough multiply-accumulates of one training batch (forward pass)."""
-        return batch_size * sum(p.numel() for p in self.net_.module_.parameters())
+        return batch_size * sum(p.numel() for p in module.parameters())
 
     def _set_layer_attributes(self):
         """Architecture attributes (``coefs_``, ``n_layers_``...) from ``net_``."""
@@ -110,18 +150,21 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     def _validate_X(self, X, reset=False):
         """Validated 2-D float X for prediction: the one place it is checked."""
         X = self._flatten_X(X, reset)
-        if not reset and self._is_valid_predict_array(X):
-            return X
-        X = validate_data(self, X, accept_sparse=["csr", "csc"],
-                          dtype=(np.float32, np.float64), reset=reset)
-        return X.toarray() if sparse.issparse(X) else X
+        if reset or not self._is_valid_predict_array(X):
+            X = validate_data(self, X, accept_sparse=["csr", "csc"],
+                              dtype=(np.float64, np.float32), reset=reset)
+            X = X.toarray() if sparse.issparse(X) else X
+            _check_float32_range(X)
+        return X
 
     def _validate_Xy(self, X, y, reset):
-        """Validated 2-D float X (float32, or float64 as given) and y."""
+        """Validated 2-D float X and y: float32 or float64 arrays as given,
+        anything else (lists, integers) float64, as scikit-learn's MLP."""
         X = self._flatten_X(X, reset)
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"],
-                             dtype=(np.float32, np.float64), multi_output=True,
+                             dtype=(np.float64, np.float32), multi_output=True,
                              reset=reset)
+        _check_float32_range(X.data if sparse.issparse(X) else X)
         if reset:
             # scikit-learn's coefs_ follow the dtype of X; training is float32
             self._input_dtype = X.dtype
@@ -133,8 +176,9 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
         Single-row prediction is latency-bound and ``validate_data`` alone costs
         more than the forward pass of a small net; every other input (lists,
-        DataFrames, sparse, other dtypes, wrong width, NaN/inf) goes through
-        ``validate_data`` and gets its errors and warnings.
+        DataFrames, sparse, other dtypes, wrong width, NaN/inf, float64 values
+        beyond float32's range) goes through ``validate_data`` and gets its
+        errors and warnings.
         """
         return (
             type(X) is np.ndarray
@@ -143,18 +187,20 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             and X.shape[0] > 0
             and X.shape[1] == self.n_features_in_
             and not hasattr(self, "feature_names_in_")
-            and math.isfinite(X.sum())
+            # NaN fails both tests: a NaN sum, a NaN maximum
+            and (math.isfinite(X.sum()) if X.dtype.char == "f"
+                 else float(np.abs(X).max()) <= _FLOAT32_MAX)
         )
 
     def _batch_size(self, n_samples):
-        if self.batch_size == "auto":
-            return min(200, n_samples)
-        if self.batch_size > n_samples:
-            warnings.warn(
-                "Got `batch_size` less than 1 or larger than sample size. It is "
-                "going to be clipped", stacklevel=2
-            )
-        return int(np.clip(self.batch_size, 1, n_samples))
+        """Rows per batch for ``n_samples`` training rows, as a fit resolves
+        ``batch_size`` (``sknn._fused`` calls it)."""
+        from sknn._training import resolve_batch_size
+
+        size, warning = resolve_batch_size(self.batch_size, n_samples)
+        if warning is not None:
+            warn_external(*warning)
+        return size
 
     def _encode_targets(self, y, incremental, first_call):
         """y encoded for the loss; ``classes_`` learnt, or checked against the
@@ -249,10 +295,53 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                                 self.class_weight)
         from sknn import _training
 
-        with fit_task(self, X, y, sample_weight, incremental):  # sklearn.callback
-            _training.fit(self, X, y_encoded, weight, incremental=incremental,
-                          reset=reset)
+        # the seed, then the validation split, from one RandomState
+        random_state = check_random_state(self.random_state)
+        seed = int(random_state.randint(_training.MAX_SEED))
+        if reset or not hasattr(self, "device_"):
+            from sknn._parallel import resolve_device
+
+            self.device_ = resolve_device(self.device)
+        config = self._fit_config(X.shape[1], incremental=incremental, seed=seed,
+                                  split_random_state=random_state)
+        # scikit-learn's callbacks (1.9+) see the fit end with every fitted
+        # attribute set
+        with fit_task(self, X, y, sample_weight, incremental):
+            result = _training.fit(config, X, y_encoded, weight,
+                                   net=None if reset else self.net_)
+            self.net_ = result.net
+            for name, value in result.attributes.items():
+                setattr(self, name, value)
+            self.n_outputs_ = self.target_encoder_.n_outputs_
+            self.out_activation_ = self.target_encoder_.out_activation_
+            self._set_layer_attributes()
+        for message, category in result.warnings:
+            warn_external(message, category)
         return self
+
+    def _fit_config(self, n_features, incremental=False, seed=0,
+                    split_random_state=None):
+        """The frozen configuration of a fit (``sknn._training.FitConfig``):
+        the parameters training reads and this estimator's hooks."""
+        from sknn._training import FitConfig
+
+        return FitConfig(
+            build_module=self._build_module,
+            input_tensor=self._input_tensor,
+            batch_transform=self._batch_transform(),
+            batch_work=self._batch_work,
+            count_parameters=self._n_parameters,
+            n_features=n_features,
+            n_outputs=self.target_encoder_.n_outputs_,
+            output_kind=self.target_encoder_.output_kind,
+            estimator_name=type(self).__name__,
+            **{name: getattr(self, name) for name in _FIT_PARAMETERS},
+            callbacks=tuple(self.callbacks or ()),
+            seed=seed,
+            split_random_state=split_random_state,
+            device=self.device_,
+            incremental=incremental,
+        )
 
     def _rebuild(self, module_state):
         """Build ``net_`` on the CPU from fitted metadata and load the weights.
@@ -270,8 +359,7 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
         self.device_ = "cpu"
         with _training.torch_rng(0, "cpu"):
-            self.net_ = _training.new_net(self, self.n_features_in_, 1, 0.0,
-                                          (None, None))
+            self.net_ = _training.build_net(self._fit_config(self.n_features_in_))
         self.net_.module_.load_state_dict(module_state)
         self._set_layer_attributes()
         return self
@@ -280,11 +368,15 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     def __sklearn_is_fitted__(self):
         return hasattr(self, "net_")
 
-    def _outputs(self, X):
+    def _outputs(self, X, log=False):
         if not hasattr(self, "net_"):  # check_is_fitted's tags cost ~6 us
             check_is_fitted(self)
         X = self._validate_X(X)
-        return self.net_.forward_outputs(self._input_tensor(X, self.device_))
+        from sknn._net import output_probabilities
+
+        net = self.net_
+        logits = net.forward_logits(self._input_tensor(X, self.device_))
+        return output_probabilities(logits, net.target_kind, log=log)
 
     def predict_proba(self, X):
         """Probability estimates.
@@ -300,7 +392,7 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             The probability of each class, in the order of ``classes_``; for
             multilabel targets, the probability of each label independently.
         """
-        return self._outputs(X).cpu().numpy().astype(np.float64)
+        return self._outputs(X)
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`.
@@ -313,11 +405,11 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         log_y_prob : ndarray of shape (n_samples, n_classes)
-            ``log(predict_proba(X))``.
+            ``log(predict_proba(X))``; where a probability is too small for
+            float64, the log-softmax or log-sigmoid of the logits, finite
+            where scikit-learn's is ``-inf``.
         """
-        proba = self.predict_proba(X)
-        with np.errstate(divide="ignore"):
-            return np.log(proba, out=proba)
+        return self._outputs(X, log=True)
 
     def predict(self, X):
         """Predict with the fitted network.
@@ -354,7 +446,7 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     @property
     def _optimizer(self):
         # what scikit-learn's own tests read of its private optimizer object
-        from sknn._training import learning_rate
+        from sknn._net import learning_rate
 
         return SimpleNamespace(learning_rate=learning_rate(self.net_))
 
@@ -372,10 +464,10 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         # a copy: object.__getstate__ may hand back the instance's own dict
         state = dict(super().__getstate__())
         if "net_" in state:
-            from sknn._training import slim_copy
+            from sknn._net import slim_copy
 
             state["net_"] = slim_copy(state["net_"])
-            for derived in ("coefs_", "intercepts_"):
+            for derived in DERIVED_ATTRIBUTES:
                 state.pop(derived, None)
         return state
 
@@ -383,8 +475,8 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         super().__setstate__(state)
         if "net_" not in self.__dict__:
             return
+        from sknn._net import restore_slim
         from sknn._parallel import map_location
-        from sknn._training import restore_slim
 
         # skorch maps the net's tensors; the estimator's device follows it
         self.device_ = map_location(self.device_)

@@ -9,11 +9,14 @@ with any stock skorch callback.
 
 A callback stops training the way skorch's own ``EarlyStopping`` does, by
 raising ``KeyboardInterrupt``: that is a normal end of training. Only a real
-Ctrl-C is reported as an interruption (the training module watches SIGINT).
+Ctrl-C is reported as an interruption (:class:`CtrlCWatch` watches SIGINT).
 """
 
+import signal
+import threading
+
 import numpy as np
-from skorch.callbacks import Callback, EpochScoring
+from skorch.callbacks import Callback, EpochScoring, PassthroughScoring
 
 from sknn._progress import echo
 
@@ -51,9 +54,6 @@ class NoImprovementStopping(Callback):
     adaptive : bool
         scikit-learn's ``learning_rate='adaptive'``: instead of stopping, divide
         the learning rate by 5, and stop once it is at most 1e-6.
-    restore_best : bool
-        Keep a copy of the parameters at the best epoch and restore it when
-        training ends (scikit-learn does this with early stopping).
 
     Attributes
     ----------
@@ -67,12 +67,11 @@ class NoImprovementStopping(Callback):
     """
 
     def __init__(self, monitor="train_loss", tol=1e-4, n_iter_no_change=10,
-                 adaptive=False, restore_best=False):
+                 adaptive=False):
         self.monitor = monitor
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.adaptive = adaptive
-        self.restore_best = restore_best
 
     @property
     def _higher_is_better(self):
@@ -81,7 +80,6 @@ class NoImprovementStopping(Callback):
     def initialize(self):
         self.best_ = -np.inf if self._higher_is_better else np.inf
         self.no_improvement_count_ = 0
-        self.best_state_ = None
         self.stop_reason_ = None
         return self
 
@@ -100,10 +98,6 @@ class NoImprovementStopping(Callback):
             self.no_improvement_count_ + 1)
         if is_best:
             self.best_ = float(score)
-            if self.restore_best:
-                self.best_state_ = {
-                    k: v.detach().clone() for k, v in net.module_.state_dict().items()
-                }
         if self.no_improvement_count_ <= self.n_iter_no_change:
             return
         what = ("Validation score" if self._higher_is_better else "Training loss")
@@ -125,9 +119,79 @@ class NoImprovementStopping(Callback):
         self.stop_reason_ = reason
         raise KeyboardInterrupt
 
+
+class RestoreBestWeights(Callback):
+    """scikit-learn's early stopping keeps the weights of the epoch with the
+    best validation accuracy: copy them whenever ``valid_acc_best`` is set and
+    put them back when training ends (before any user callback saves the
+    final weights)."""
+
+    def initialize(self):
+        self.best_state_ = None
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        if net.history[-1].get("valid_acc_best"):
+            self.best_state_ = {k: v.detach().clone()
+                                for k, v in net.module_.state_dict().items()}
+
     def on_train_end(self, net, **kwargs):
-        if self.restore_best and self.best_state_ is not None:
+        if self.best_state_ is not None:
             net.module_.load_state_dict(self.best_state_)
+        # the copy served its purpose: the module holds those weights now
+        self.best_state_ = None
+
+
+class CtrlCWatch(Callback):
+    """Tell a real Ctrl-C from a callback's planned stop.
+
+    Both reach skorch as ``KeyboardInterrupt``, which ends training normally
+    (skorch's ``EarlyStopping`` stops that way). While training runs (in the
+    main thread, where signals arrive), SIGINT first notes that the user
+    pressed Ctrl-C, then does what it did before. If the KeyboardInterrupt
+    is caught on its way (in a ``__del__``, a callback's ``except`` clause),
+    training still stops at the end of the batch.
+
+    Attributes
+    ----------
+    pressed_ : bool
+        Whether Ctrl-C was pressed during the last fit.
+    """
+
+    def initialize(self):
+        self.pressed_ = False
+        self._previous = None
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        self.pressed_ = False
+        if (self._previous is not None
+                or threading.current_thread() is not threading.main_thread()):
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if not callable(previous):  # ignored or default: nothing to tell apart
+            return
+
+        def _note(signum, frame):
+            self.pressed_ = True
+            previous(signum, frame)
+
+        signal.signal(signal.SIGINT, _note)
+        self._previous = previous
+
+    def on_batch_end(self, net, **kwargs):
+        if self.pressed_:
+            raise KeyboardInterrupt
+
+    def on_train_end(self, net, **kwargs):
+        self.release()
+
+    def release(self):
+        """Give SIGINT its previous handler back (also called by the fit when
+        an exception ends training, where skorch calls no on_train_end)."""
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 class InvScalingLR(Callback):
@@ -179,3 +243,66 @@ def weighted_accuracy(net, X, y):
 def validation_accuracy():
     """skorch's default ``valid_acc`` scorer, with sample weights."""
     return EpochScoring(weighted_accuracy, name="valid_acc", lower_is_better=False)
+
+
+class BatchLossScoring(PassthroughScoring):
+    """skorch's ``PassthroughScoring`` (its default ``train_loss`` and
+    ``valid_loss``: the batch losses averaged by batch size, and the
+    ``*_best`` flag), reading the epoch's batch records in one pass.
+
+    skorch's reads them through history slicing, which cost 0.3 ms an epoch:
+    2% of a 20-epoch digits fit. The values are the same (``np.average`` of
+    the same numbers).
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        size_key = "train_batch_size" if self.on_train else "valid_batch_size"
+        rows = [row for row in net.history[-1]["batches"] if self.name in row]
+        if not rows:  # no validation data
+            return
+        score = np.average([row[self.name] for row in rows],
+                           weights=[row[size_key] for row in rows])
+        is_best = self._is_best_score(score)
+        if is_best:
+            self.best_score_ = score
+        net.history.record(self.name, score)
+        if is_best is not None:
+            net.history.record(self.name + "_best", bool(is_best))
+
+
+def check_callbacks(callbacks):
+    """Refuse ``callbacks`` items skorch cannot take, before anything is
+    built: each must be a skorch ``Callback`` (an instance or a class), or a
+    ``(name, Callback or None)`` pair."""
+    for i, item in enumerate(callbacks or []):
+        callback = item
+        if isinstance(item, tuple):
+            if len(item) != 2 or not isinstance(item[0], str):
+                raise ValueError(
+                    f"Each item of 'callbacks' must be a skorch Callback or a "
+                    f"(name, Callback) pair with a str name; item {i} is "
+                    f"{item!r}.")
+            callback = item[1]
+            if callback is None:  # removes the callback of that name
+                continue
+        if not (isinstance(callback, Callback) or (
+                isinstance(callback, type) and issubclass(callback, Callback))):
+            raise ValueError(
+                f"Each item of 'callbacks' must be a skorch Callback (from "
+                f"skorch.callbacks, or a subclass of skorch.callbacks.Callback) "
+                f"or a (name, Callback) pair; item {i} is {callback!r} of type "
+                f"{type(callback).__name__}.")
+
+
+def history_record(row):
+    """One epoch of skorch history as the ``history_`` record users read."""
+    record = {
+        "epoch": int(row["epoch"]),
+        "loss": float(row["train_loss"]),
+        "accuracy": float(row["train_acc"]),
+        "duration": float(row.get("dur", float("nan"))),
+    }
+    if "valid_loss" in row:
+        record["val_loss"] = float(row["valid_loss"])
+        record["val_accuracy"] = float(row["valid_acc"])
+    return record

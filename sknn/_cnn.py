@@ -5,10 +5,10 @@ from numbers import Integral
 
 import numpy as np
 from scipy import sparse
-from sklearn.utils._param_validation import Interval, StrOptions
 
 from sknn import _options
 from sknn._base import BaseTorchClassifier
+from sknn._compat import Interval, StrOptions
 from sknn._docstrings import fill_doc
 
 
@@ -402,10 +402,10 @@ class CNNClassifier(BaseTorchClassifier):
             module = module.to(memory_format=torch.channels_last)
         return module
 
-    def _batch_work(self, batch_size):
+    def _batch_work(self, batch_size, module):
         # convolutions reuse their weights at every position: count the
         # multiply-accumulates, not the parameters
-        return batch_size * self.net_.module_.macs_per_image
+        return batch_size * module.macs_per_image
 
     def _batch_transform(self):
         if self.augment is None:

@@ -107,7 +107,10 @@ TRAINING_PARAMETERS = """\
 
     n_iter_no_change : int, default=10
         Maximum number of epochs to not meet ``tol`` improvement. Only
-        effective when solver='sgd' or 'adam'.
+        effective when solver='sgd' or 'adam'. ``np.inf`` trains for exactly
+        ``max_iter`` epochs, as Keras' ``fit(epochs=...)`` does, without a
+        ConvergenceWarning at the end (a warm-started fit, which continues an
+        earlier optimisation, still warns, as scikit-learn's does).
 
     max_fun : int, default=15000
         Maximum number of loss function calls. Only used when solver='lbfgs'.
@@ -120,6 +123,10 @@ TORCH_PARAMETERS = """\
 
     batch_norm : bool, default=False
         Batch normalization after each hidden layer, before the activation.
+        Normalizing a batch of one sample is undefined, so when the number of
+        training samples leaves a last batch of one (201 samples at the
+        default batch size of 200), that sample joins the previous batch
+        (of 200, making 201) instead.
 
     weight_init : str, default='auto'
         How weights are initialized:

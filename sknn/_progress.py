@@ -12,7 +12,6 @@ tqdm comes with skorch, so the bar needs no extra install.
 """
 
 import sys
-import time
 
 from skorch.callbacks import Callback
 
@@ -89,10 +88,9 @@ class EpochProgressBar(Callback):
     nothing is drawn, and when training ends one line gives the epochs run
     and the last epoch's figures.
 
-    Reading a batch loss that is on a GPU waits for the GPU, so there the
-    batch losses are kept on the device and read together at most once every
-    ``refresh`` seconds (and at an epoch's last batch); on the CPU the running
-    loss comes from the values the history records.
+    The running loss comes from the batch losses skorch's training loop
+    records in the history (as floats, on any device): the bar reads no
+    tensor and adds no wait for a GPU.
 
     Parameters
     ----------
@@ -104,17 +102,13 @@ class EpochProgressBar(Callback):
         Show the batch bar.
     file : file-like, default=None
         Where to draw; ``sys.stderr`` (as it is when training starts) when None.
-    refresh : float, default=0.5
-        Seconds between two readings of the running loss of a GPU fit.
     """
 
-    def __init__(self, total=None, desc="train", batches=True, file=None,
-                 refresh=0.5):
+    def __init__(self, total=None, desc="train", batches=True, file=None):
         self.total = total
         self.desc = desc
         self.batches = batches
         self.file = file
-        self.refresh = refresh
 
     def initialize(self):
         self.bar_ = None
@@ -154,8 +148,6 @@ class EpochProgressBar(Callback):
         bar.set_postfix_str("", refresh=False)
         self.seen_ = 0
         self.loss_sum_ = 0.0
-        self.pending_ = []
-        self.read_at_ = time.monotonic()
 
     def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
         bar = self.batch_bar_
@@ -163,25 +155,11 @@ class EpochProgressBar(Callback):
             return
         size = len(batch[1]) if batch is not None else 1
         self.seen_ += size
-        record = net.history[-1]["batches"][-1] if net.history[-1]["batches"] else {}
-        on_host = "train_loss" in record
-        if on_host:
-            # the CPU path recorded it as a float already: shown every batch
-            self.loss_sum_ += record["train_loss"] * size
-        elif loss is not None:
-            # on the device: kept there, read every `refresh` seconds
-            self.pending_.append((loss.detach(), size))
-        now = time.monotonic()
-        if on_host or now - self.read_at_ >= self.refresh or bar.n + 1 == bar.total:
-            self.read_at_ = now
-            if self.pending_:
-                import torch
-
-                # one wait for the device and one copy for all of them
-                values = torch.stack([value for value, _ in self.pending_]).tolist()
-                self.loss_sum_ += sum(value * n for value, (_, n)
-                                      in zip(values, self.pending_))
-                self.pending_ = []
+        batches = net.history[-1]["batches"]
+        if batches and "train_loss" in batches[-1]:
+            # skorch's loop records each batch loss as a float before
+            # on_batch_end
+            self.loss_sum_ += batches[-1]["train_loss"] * size
             bar.set_postfix_str(f"loss={self.loss_sum_ / self.seen_:.4f}",
                                 refresh=False)
         bar.update(1)
@@ -222,12 +200,12 @@ class EpochProgressBar(Callback):
 
     def _forget(self):
         self.bar_ = self.batch_bar_ = None
-        for name in ("stream_", "pending_", "last_row_"):
+        for name in ("stream_", "last_row_"):
             self.__dict__.pop(name, None)
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["bar_"] = state["batch_bar_"] = None
-        for name in ("stream_", "pending_", "last_row_"):
+        for name in ("stream_", "last_row_"):
             state.pop(name, None)
         return state

@@ -60,6 +60,8 @@ class _Run:
         self.est = est
         self.context = context
         self.hook_kwargs = {"estimator": est, "X": X, "y": y, "metadata": metadata}
+        # the net this fit trains: the first to begin training inside it
+        self.net = None
 
 
 def _listening(est):
@@ -111,7 +113,7 @@ def snapshot_attributes(est, net):
     copied; no optimizer) and the history up to the last finished epoch."""
     from skorch.history import History
 
-    from sknn._training import _history_record
+    from sknn._callbacks import history_record
 
     frozen = type(net).__new__(type(net))
     frozen.__dict__.update(net.__dict__)
@@ -121,11 +123,10 @@ def snapshot_attributes(est, net):
         frozen.__dict__["module"] = module
     frozen.__dict__["optimizer_"] = None
     # what sknn._training.fit clears when a fit ends: the validation split,
-    # the shuffling RNG and the Ctrl-C probe
+    # and the shuffling RNG
     for key in ("train_split", "iterator_train__generator"):
         if key in frozen.__dict__:
             frozen.__dict__[key] = None
-    frozen.__dict__.pop("ctrl_c_pressed_", None)
     rows = [row for row in net.history if "train_loss" in row]
     frozen.__dict__["history_"] = History(rows)
     loss_curve = [float(row["train_loss"]) for row in rows]
@@ -133,7 +134,7 @@ def snapshot_attributes(est, net):
     n_iter = getattr(net, "epochs_run_", len(rows))
     attrs = {"net_": frozen, "n_iter_": n_iter, "loss_curve_": loss_curve,
              "loss_": loss_curve[-1] if loss_curve else float("nan"),
-             "history_": [_history_record(row) for row in rows]}
+             "history_": [history_record(row) for row in rows]}
     if rows and "valid_acc" in rows[-1]:
         scores = [float(row["valid_acc"]) for row in rows]
         attrs.update(validation_scores_=scores, best_validation_score_=max(scores))
@@ -187,9 +188,11 @@ def _define_skorch_side():
 
         def on_train_begin(self, net, **kwargs):
             run = _RUN.get()
-            # this net's own fit (a nested fit of another model has its own)
-            self.run_ = run if run is not None and run.est.__dict__.get(
-                "net_") is net else None
+            # this fit's net: the first to train inside the fit's task (the
+            # estimator is assigned its net only when training has ended)
+            if run is not None and run.net is None:
+                run.net = net
+            self.run_ = run if run is not None and run.net is net else None
             self.task_ = None
             self.stop_requested_ = False
             self.stop_reason_ = None

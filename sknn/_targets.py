@@ -9,17 +9,26 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-#: target kind -> (output activation as sklearn names it, loss family)
+#: target kind -> (output activation as scikit-learn names it, network output).
+#: The network output is what the net computes and its loss:
+#: 'multiclass' one logit per class (softmax cross-entropy on class indices),
+#: 'binary' one logit (sigmoid, binary cross-entropy), 'multilabel' one logit
+#: per label (a sigmoid each). ``sknn._net.OUTPUTS`` maps each to torch.
 KINDS = {
-    "binary": ("logistic", "bce"),
-    "multiclass": ("softmax", "ce"),
-    "onehot": ("softmax", "ce"),
-    "multilabel": ("logistic", "bce"),
+    "binary": ("logistic", "binary"),
+    "multiclass": ("softmax", "multiclass"),
+    "onehot": ("softmax", "multiclass"),
+    "multilabel": ("logistic", "multilabel"),
 }
 
 
 class TargetEncoder(TransformerMixin, BaseEstimator):
     """Encode classification targets for a neural network and decode predictions.
+
+    Public as ``sknn.preprocessing.TargetEncoder``; it is what the estimators
+    fit as ``target_encoder_``. Not to be confused with scikit-learn's
+    ``sklearn.preprocessing.TargetEncoder``, which encodes categorical
+    features by their target means.
 
     The kind of target is learnt in :meth:`fit`:
 
@@ -80,7 +89,7 @@ class TargetEncoder(TransformerMixin, BaseEstimator):
         else:
             check_classification_targets(y)
             labels = y if self.classes is None else np.asarray(self.classes)
-            self.classes_ = np.unique(labels)
+            self.classes_ = _as_label_array(np.unique(labels))
             self.kind_ = "binary" if len(self.classes_) <= 2 else "multiclass"
         if self.kind_ == "multilabel" and y.shape[1] < 1:
             raise ValueError("A multilabel y needs at least one column.")
@@ -89,10 +98,16 @@ class TargetEncoder(TransformerMixin, BaseEstimator):
         return self
 
     @property
+    def output_kind(self):
+        """The network output for this target: 'multiclass', 'binary' or
+        'multilabel' (see :data:`KINDS`)."""
+        return KINDS[self.kind_][1]
+
+    @property
     def loss_family(self):
         """'ce' (softmax cross-entropy on int64 indices) or 'bce' (sigmoids on a
         float32 matrix)."""
-        return KINDS[self.kind_][1]
+        return "ce" if self.output_kind == "multiclass" else "bce"
 
     def transform(self, y):
         """Encode ``y``: int64 class indices, or a float32 (n, n_outputs) matrix."""
@@ -152,6 +167,14 @@ class TargetEncoder(TransformerMixin, BaseEstimator):
             onehot[np.arange(len(winners)), winners] = 1
             return onehot
         return self.classes_[winners]
+
+
+def _as_label_array(classes):
+    """String classes as a NumPy string array (``<U``), as scikit-learn's
+    ``unique_labels`` returns them for object input."""
+    if classes.dtype == object and all(isinstance(c, str) for c in classes):
+        return classes.astype(str)
+    return classes
 
 
 def sample_weights(encoder, y_encoded, sample_weight, class_weight):

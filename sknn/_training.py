@@ -1,386 +1,129 @@
-"""Training: the skorch net sknn estimators keep as ``net_``, and the one call
-that configures and runs it.
+"""Training: the policies of a fit and the one call that runs it.
 
-:func:`fit` is the seam between an estimator (scikit-learn's contract:
-parameters, validation, targets, fitted attributes) and skorch. It owns
-everything about training:
-
-- the net's configuration, through skorch's public parameters: the data as a
-  torch ``Dataset`` (X), ``train_split=predefined_split(valid)``, the slicing
-  iterators and their generator (``iterator_train``, ``iterator_valid``),
-  ``classes``, the optimizer with scikit-learn's L2 term as
-  ``optimizer__param_groups``, and skorch's default callbacks (``train_loss``,
-  ``valid_loss``, ``valid_acc`` and their ``*_best`` flags) beside the
-  callbacks that give scikit-learn's semantics;
-- the scopes of a fit: torch's RNG (seeded, then restored), CPU threads,
-  mixed precision, and Ctrl-C;
-- the translation of the net's history into scikit-learn's fitted attributes.
-
-:class:`SknnNet` departs from skorch's ``NeuralNetClassifier`` only where
-skorch's parameters cannot say the same thing; each override says why.
+The seam between an estimator and training is data in, result out:
+``sknn._base`` builds a frozen :class:`FitConfig` (the parameters training
+reads, resolved, and the estimator's module and data hooks) and gets back a
+:class:`FitResult` (the net, the fitted attributes as a mapping, the warnings
+to emit), which it assigns and emits. Training never reads or writes an
+estimator. It owns the net's configuration through skorch's public
+parameters (the data as a torch ``Dataset``, ``predefined_split``, the
+slicing iterators, the optimizer with scikit-learn's L2 term as parameter
+groups, skorch's default scorers beside the callbacks that give
+scikit-learn's semantics), the scopes of a fit (torch's RNG, CPU threads,
+mixed precision, Ctrl-C), the checks made before anything is allocated, and
+the translation of the net's history into scikit-learn's fitted attributes.
 """
 
 import copy
-import signal
-import threading
-import warnings
-from collections.abc import Mapping
-from contextlib import contextmanager, nullcontext
+import os
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
-from skorch import NeuralNetClassifier
-from skorch.callbacks import Callback
-from skorch.dataset import unpack_data
 from skorch.helper import predefined_split
-from skorch.utils import TeeGenerator
 
 from sknn._callbacks import (
+    BatchLossScoring,
+    CtrlCWatch,
     InvScalingLR,
     NoImprovementStopping,
+    RestoreBestWeights,
     SklearnPrintLog,
+    check_callbacks,
+    history_record,
     validation_accuracy,
 )
 from sknn._data import BatchIterator, TensorDataset, as_target_tensor
-from sknn._modules import L2_PATTERNS, l2_weights
-from sknn._parallel import isolate_checkpoints, resolve_device
+from sknn._modules import L2_PATTERNS
+from sknn._net import (  # noqa: F401  (older pickles name the last two here)
+    OUTPUTS,
+    PREDICT_BATCH_SIZE,
+    SknnNet,
+    _binary_proba,
+    _softmax,
+)
+from sknn._parallel import isolate_checkpoints
 from sknn._progress import EpochProgressBar
 from sknn._sklearn_callbacks import add_net_callbacks
 from sknn._threads import ThreadTuner, fit_threads
 
-_MAX_SEED = np.iinfo(np.int32).max
-
-#: rows per forward pass when predicting or validating
-PREDICT_BATCH_SIZE = 8192
-
-
-# ------------------------------------------------------------------ the net
-def _softmax(logits):
-    return torch.softmax(logits, dim=1)
+#: the seed of a fit is ``check_random_state(random_state).randint(MAX_SEED)``,
+#: drawn before the validation split
+MAX_SEED = np.iinfo(np.int32).max
+_MAX_SEED = MAX_SEED  # the name other modules may have imported
 
 
-def _binary_proba(logits):
-    # one sigmoid output -> the two columns of predict_proba
-    p = torch.sigmoid(logits).reshape(-1, 1)
-    return torch.cat([1 - p, p], dim=1)
+# ------------------------------------------------------------------- the seam
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything a fit reads: the estimator's parameters, resolved, and its
+    hooks. Built by ``BaseTorchClassifier._fit_config``."""
+
+    # the network and its data: the estimator's hooks
+    build_module: Callable[[int, int], torch.nn.Module]
+    input_tensor: Callable[[np.ndarray, str], torch.Tensor]
+    batch_transform: Callable | None = None
+    batch_work: Callable[[int, torch.nn.Module], float] | None = None
+    count_parameters: Callable[[int, int], int | None] | None = None
+    n_features: int = 1
+    n_outputs: int = 1
+    output_kind: str = "multiclass"
+    estimator_name: str = "estimator"
+    # the solver (scikit-learn's parameters)
+    solver: str = "adam"
+    alpha: float = 1e-4
+    batch_size: Any = "auto"
+    learning_rate: str = "constant"
+    learning_rate_init: float = 1e-3
+    power_t: float = 0.5
+    max_iter: int = 200
+    shuffle: bool = True
+    tol: float = 1e-4
+    momentum: float = 0.9
+    nesterovs_momentum: bool = True
+    early_stopping: bool = False
+    validation_fraction: float = 0.1
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    n_iter_no_change: float = 10
+    max_fun: int = 15000
+    warm_start: bool = False
+    batch_norm: bool = False
+    # the run
+    seed: int = 0
+    split_random_state: Any = None
+    device: str = "cpu"
+    precision: str = "float32"
+    verbose: Any = False
+    callbacks: tuple = ()
+    progress_bar: bool = False
+    incremental: bool = False
+
+    @property
+    def stochastic(self):
+        return self.solver != "lbfgs"
+
+    @property
+    def validates(self):
+        """Whether the fit holds out a validation set: scikit-learn ignores
+        ``early_stopping`` for L-BFGS."""
+        return bool(self.early_stopping) and self.stochastic
 
 
-#: net target kind -> (criterion, predict_nonlinearity)
-KINDS = {
-    "multiclass": (torch.nn.CrossEntropyLoss, _softmax),
-    "binary": (torch.nn.BCEWithLogitsLoss, _binary_proba),
-    "multilabel": (torch.nn.BCEWithLogitsLoss, torch.sigmoid),
-}
+@dataclass
+class FitResult:
+    """What a fit gives back: the trained net, the fitted attributes for the
+    estimator to set, and the warnings for it to emit, in order."""
 
-
-class SknnNet(NeuralNetClassifier):
-    """skorch's ``NeuralNetClassifier`` with scikit-learn's loss, a slicing data
-    path and mixed precision.
-
-    Extra parameters
-    ----------------
-    target_kind : {'multiclass', 'binary', 'multilabel'}
-        Softmax cross-entropy on class indices, one sigmoid output, or one
-        sigmoid per label (binary cross-entropy summed over outputs: sklearn's
-        log-loss).
-    penalty_in_loss : float
-        For L-BFGS, which takes no parameter groups: the L2 coefficient c added
-        to the loss as ``0.5 * c * ||W||^2``. Other optimizers get the penalty
-        as weight decay on the L2 parameter group.
-    autocast_dtype : torch.dtype or None
-        Mixed precision for the forward pass and the loss (weights stay
-        float32); None trains in float32.
-    grad_scaler : torch.amp.GradScaler or None
-        Loss scaling for float16 training.
-    """
-
-    def __init__(self, module, *args, target_kind="multiclass",
-                 penalty_in_loss=0.0, autocast_dtype=None, grad_scaler=None,
-                 **kwargs):
-        super().__init__(module, *args, **kwargs)
-        self.target_kind = target_kind
-        self.penalty_in_loss = penalty_in_loss
-        self.autocast_dtype = autocast_dtype
-        self.grad_scaler = grad_scaler
-
-    # ------------------------------------------------------------ one batch
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(torch.device(self.device).type,
-                              dtype=self.autocast_dtype)
-
-    def infer(self, x, **fit_params):
-        # weighted batches carry their sample weights beside X, skorch's
-        # documented form; skorch would pass both to the module as keywords,
-        # and sknn's modules take X alone. Training batches are tensors on the
-        # device already: skorch's conversion is for anything else
-        if isinstance(x, Mapping):
-            x = x["X"]
-        if not fit_params and _on_device(x, getattr(self, "_device", None)):
-            return self.module_(x)
-        return super().infer(x, **fit_params)
-
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        # scikit-learn's loss: the (sample-weighted) mean of per-sample losses,
-        # summed over the outputs of a sigmoid per label
-        per_sample = self.criterion_(y_pred, y_true)
-        if per_sample.dim() > 1:
-            per_sample = per_sample.sum(dim=1)
-        weight = X.get("sample_weight") if isinstance(X, Mapping) else None
-        if weight is None:
-            loss = per_sample.mean()
-        else:
-            loss = (per_sample * weight).sum() / weight.sum()
-        if training and self.penalty_in_loss:
-            loss = loss + 0.5 * self.penalty_in_loss * _squared_norm(
-                l2_weights(self.module_))
-        return loss
-
-    def train_step_single(self, batch, **fit_params):
-        # skorch's, within autocast and with the loss scaled for float16; the
-        # modules' modes are set once per epoch, and here again only if a
-        # callback switched them (skorch sets them on every batch)
-        if not self.module_.training:
-            self._set_training(True)
-        Xi, yi = unpack_data(batch)
-        with self._autocast():
-            y_pred = self.infer(Xi, **fit_params)
-            loss = self.get_loss(y_pred, yi, X=Xi, training=True)
-        scaled = loss if self.grad_scaler is None else self.grad_scaler.scale(loss)
-        scaled.backward()
-        return {"loss": loss, "y_pred": y_pred}
-
-    def validation_step(self, batch, **fit_params):
-        if self.module_.training:
-            self._set_training(False)
-        Xi, yi = unpack_data(batch)
-        with torch.no_grad(), self._autocast():
-            y_pred = self.infer(Xi, **fit_params)
-            loss = self.get_loss(y_pred, yi, X=Xi, training=False)
-        return {"loss": loss, "y_pred": y_pred}
-
-    def train_step(self, batch, **fit_params):
-        # skorch's train_step runs the step as an optimizer closure and
-        # notifies on_grad_computed with a generator over all parameters on
-        # every batch. L-BFGS needs the closure; other optimizers call it once,
-        # so it is skipped (its bookkeeping costs as much as the forward pass
-        # of a small net), on_grad_computed is notified only when a callback
-        # listens, and a float16 gradient scaler steps the optimizer
-        if self.optimizer is torch.optim.LBFGS:
-            return super().train_step(batch, **fit_params)
-        self._zero_grad_optimizer()
-        step = self.train_step_single(batch, **fit_params)
-        scaler = self.grad_scaler
-        if self._grad_listeners:
-            if scaler is not None:
-                scaler.unscale_(self.optimizer_)
-            self.notify("on_grad_computed",
-                        named_parameters=TeeGenerator(self.get_all_learnable_params()),
-                        batch=batch, training=True)
-        if scaler is None:
-            self.optimizer_.step()
-        else:
-            scaler.step(self.optimizer_)
-            scaler.update()
-        return step
-
-    def get_train_step_accumulator(self):
-        if self.optimizer is torch.optim.LBFGS:
-            # L-BFGS evaluates the loss many times per step: report the last
-            return _LastStepAccumulator()
-        return super().get_train_step_accumulator()
-
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        super().on_train_begin(net, X=X, y=y, **kwargs)
-        # epochs of this fit (LoadInitState may load an earlier history)
-        self.epochs_run_ = 0
-        self._device = torch.device(self.device)
-        self._grad_listeners = any(
-            getattr(type(cb), "on_grad_computed", None) not in (
-                None, Callback.on_grad_computed)
-            for _, cb in self.callbacks_)
-
-    def on_epoch_end(self, net, **kwargs):
-        super().on_epoch_end(net, **kwargs)
-        self.epochs_run_ += 1
-
-    # ----------------------------------------------------------- one epoch
-    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
-        # skorch's loop reads every batch loss with .item(), which waits for
-        # the GPU on every batch. Here, off the CPU, batch losses stay on the
-        # device and are written into the batch records once per epoch, before
-        # the scoring callbacks read them; on the CPU, where .item() costs
-        # nothing, each is recorded as it comes. The training accuracy is
-        # counted on the device too, one 0-d count per batch. Records:
-        # <prefix>_loss per batch (with the L2 term, as scikit-learn's
-        # loss_curve_), <prefix>_batch_size, <prefix>_batch_count, and
-        # train_acc and train_samples per epoch.
-        if iterator is None:
-            return
-        if self.module_.training != training:
-            self._set_training(training)
-        batches = self.history[-1]["batches"]
-        first = len(batches)
-        deferred = self._defer_batch_losses()
-        losses, corrects, sizes = [], [], []
-        for batch in iterator:
-            self.notify("on_batch_begin", batch=batch, training=training)
-            step = step_fn(batch, **fit_params)
-            loss = step["loss"].detach()
-            if deferred:
-                losses.append(loss)
-            else:
-                self.history.record_batch(prefix + "_loss", loss.item())
-            if training:
-                # a 0-d count per batch: holding each batch's outputs until the
-                # epoch ends fragments the heap (measured: +0.4 MB per batch)
-                corrects.append(self._correct(step["y_pred"].detach(), batch))
-            sizes.append(len(batch[1]))
-            self.history.record_batch(prefix + "_batch_size", sizes[-1])
-            self.notify("on_batch_end", batch=batch, training=training, **step)
-            if self._ctrl_c_pressed():
-                # the Ctrl-C's KeyboardInterrupt was caught on its way (in a
-                # __del__, a callback's except clause...): stop here instead
-                raise KeyboardInterrupt
-        rows = batches[first:first + len(sizes)]
-        penalty = self.l2_penalty() if training else 0.0
-        if deferred and losses:
-            for row, value in zip(rows, torch.stack(losses).tolist()):
-                row[prefix + "_loss"] = value + penalty
-        elif penalty:
-            for row in rows:
-                row[prefix + "_loss"] += penalty
-        if training:
-            weight = getattr(iterator.dataset, "weight", None)
-            total = sum(sizes) if weight is None else float(weight.sum())
-            self.history.record("train_acc",
-                                float(torch.stack(corrects).sum()) / total)
-            self.history.record("train_samples", sum(sizes))
-        self.history.record(prefix + "_batch_count", len(sizes))
-
-    def _ctrl_c_pressed(self):
-        pressed = self.__dict__.get("ctrl_c_pressed_")
-        return pressed is not None and pressed()
-
-    def _defer_batch_losses(self):
-        """Whether batch losses wait on the device until the epoch ends."""
-        return torch.device(self.device).type != "cpu"
-
-    def _correct(self, y_pred, batch):
-        """Correct predictions in a batch: a count, or the sum of the weights
-        of the correct samples (a 0-d tensor, left on the device)."""
-        X, y = batch
-        if self.target_kind == "multiclass":
-            correct = y_pred.argmax(dim=1) == y
-        else:
-            correct = ((y_pred > 0) == (y > 0.5)).all(dim=1)
-        if isinstance(X, Mapping):
-            return (correct * X["sample_weight"]).sum()
-        return correct.sum()
-
-    def l2_penalty(self):
-        """The L2 term the optimizer's weight decay stands for,
-        ``0.5 * c * ||W||^2``, as a float (scikit-learn's loss includes it);
-        0 for L-BFGS, whose loss carries the term itself."""
-        coef = max(g.get("weight_decay", 0.0) for g in self.optimizer_.param_groups)
-        if not coef or self.penalty_in_loss:
-            return 0.0
-        with torch.no_grad():
-            return 0.5 * coef * float(_squared_norm(l2_weights(self.module_)))
-
-    # -------------------------------------------------------------- predict
-    def predict(self, X):
-        # NeuralNetClassifier.predict is the argmax of predict_proba; with one
-        # sigmoid per label, each label is predicted on its own
-        if self.target_kind == "multilabel":
-            return (self.predict_proba(X) > 0.5).astype(np.int64)
-        return super().predict(X)
-
-    def forward_outputs(self, X):
-        """``predict_proba`` as a tensor for a device tensor X, in large
-        batches without autograd: the estimators' own predict path."""
-        module = self.module_
-        if module.training:
-            module.eval()
-        activate = self.predict_nonlinearity
-        with torch.inference_mode():
-            if len(X) <= PREDICT_BATCH_SIZE:
-                return activate(module(X))
-            return torch.cat([activate(module(X[i:i + PREDICT_BATCH_SIZE]))
-                              for i in range(0, len(X), PREDICT_BATCH_SIZE)])
-
-
-def _on_device(x, device):
-    """Whether ``x`` is a tensor on ``device`` ('cuda' meaning any GPU index)."""
-    return (device is not None and isinstance(x, torch.Tensor)
-            and x.device.type == device.type
-            and (device.index is None or x.device.index == device.index))
-
-
-class _LastStepAccumulator:
-    """Keeps the last of the steps an optimizer's closure produced."""
-
-    def store_step(self, step):
-        self.step = step
-
-    def get_step(self):
-        return self.step
-
-
-def _squared_norm(weights):
-    return sum(w.pow(2).sum() for w in weights)
-
-
-class RestoreBestWeights(Callback):
-    """scikit-learn's early stopping keeps the weights of the epoch with the
-    best validation accuracy: copy them whenever ``valid_acc_best`` is set and
-    put them back when training ends (before any user callback saves the
-    final weights)."""
-
-    def initialize(self):
-        self.best_state_ = None
-        return self
-
-    def on_epoch_end(self, net, **kwargs):
-        if net.history[-1].get("valid_acc_best"):
-            self.best_state_ = {k: v.detach().clone()
-                                for k, v in net.module_.state_dict().items()}
-
-    def on_train_end(self, net, **kwargs):
-        if self.best_state_ is not None:
-            net.module_.load_state_dict(self.best_state_)
-        # the copy served its purpose: the module holds those weights now
-        self.best_state_ = None
-
-
-def slim_copy(net):
-    """A shallow copy of ``net`` to pickle: without the optimizer's state
-    (re-created empty on load, :func:`restore_slim`), without the per-batch
-    history records, and with the module once (skorch pickles its ``module``
-    parameter, the same instance as ``module_``, a second time)."""
-    from skorch.history import History
-
-    slim = type(net).__new__(type(net))
-    slim.__dict__.update(net.__dict__)
-    slim.__dict__["optimizer_"] = None
-    if slim.__dict__.get("module") is net.module_:
-        slim.__dict__["module"] = None
-    slim.__dict__["history_"] = History(
-        {key: value for key, value in row.items() if key != "batches"}
-        for row in net.history)
-    return slim
-
-
-def restore_slim(net):
-    """Undo :func:`slim_copy` on a net just unpickled."""
-    if net.__dict__.get("module") is None:
-        net.__dict__["module"] = net.module_
-    if net.optimizer_ is None:
-        net.initialize_optimizer()
+    net: SknnNet
+    attributes: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
 
 
 # ----------------------------------------------------------------- policies
@@ -390,7 +133,7 @@ def _fused_ok(device):
     return (major, minor) >= (2, 4) and torch.device(device).type in ("cpu", "cuda")
 
 
-def optimizer_policy(est, l2_coef):
+def optimizer_policy(config, l2_coef):
     """The solver as skorch net parameters: the optimizer class, its settings,
     and scikit-learn's L2 term.
 
@@ -400,22 +143,25 @@ def optimizer_policy(est, l2_coef):
     select, an optimizer parameter group. L-BFGS takes no parameter groups,
     so the term goes into its loss (``penalty_in_loss``).
     """
-    fused = {"optimizer__fused": True} if _fused_ok(est.device_) else {}
+    if not isinstance(config, FitConfig):  # a fitted estimator (sknn._fused)
+        config = config._fit_config(config.n_features_in_)
+    c = config
+    fused = {"optimizer__fused": True} if _fused_ok(c.device) else {}
     groups = [(pattern, {"weight_decay": l2_coef}) for pattern in L2_PATTERNS]
-    if est.solver == "adam":
-        return dict(optimizer=torch.optim.Adam, lr=est.learning_rate_init,
-                    optimizer__betas=(est.beta_1, est.beta_2),
-                    optimizer__eps=est.epsilon, optimizer__param_groups=groups,
+    if c.solver == "adam":
+        return dict(optimizer=torch.optim.Adam, lr=c.learning_rate_init,
+                    optimizer__betas=(c.beta_1, c.beta_2),
+                    optimizer__eps=c.epsilon, optimizer__param_groups=groups,
                     penalty_in_loss=0.0, **fused)
-    if est.solver == "sgd":
-        return dict(optimizer=torch.optim.SGD, lr=est.learning_rate_init,
-                    optimizer__momentum=est.momentum,
-                    optimizer__nesterov=bool(est.nesterovs_momentum
-                                             and est.momentum > 0),
+    if c.solver == "sgd":
+        return dict(optimizer=torch.optim.SGD, lr=c.learning_rate_init,
+                    optimizer__momentum=c.momentum,
+                    optimizer__nesterov=bool(c.nesterovs_momentum
+                                             and c.momentum > 0),
                     optimizer__param_groups=groups, penalty_in_loss=0.0, **fused)
     return dict(optimizer=torch.optim.LBFGS, lr=1.0,
-                optimizer__max_iter=est.max_iter, optimizer__max_eval=est.max_fun,
-                optimizer__tolerance_grad=est.tol, optimizer__tolerance_change=0.0,
+                optimizer__max_iter=c.max_iter, optimizer__max_eval=c.max_fun,
+                optimizer__tolerance_grad=c.tol, optimizer__tolerance_change=0.0,
                 optimizer__history_size=10,
                 optimizer__line_search_fn="strong_wolfe", penalty_in_loss=l2_coef)
 
@@ -457,11 +203,41 @@ def precision_policy(precision, device, solver):
     return torch.float16, torch.amp.GradScaler("cuda")
 
 
+def l2_coefficient(alpha, batch_size, weight):
+    """scikit-learn's L2 term as weight decay: ``alpha / (batch_size * mean
+    weight)``, the sample weight of a full batch.
+
+    scikit-learn divides each batch's term by that batch's weight sum; where
+    the weights average zero (or less: negative weights), while batches do
+    not, the mean absolute weight stands for it.
+    """
+    mean = 1.0 if weight is None else float(weight.mean())
+    if mean <= 0:
+        mean = float(np.abs(weight).mean())
+    return alpha / (batch_size * mean)
+
+
+def resolve_batch_size(batch_size, n_samples):
+    """``(rows per batch, warning or None)``, as scikit-learn resolves
+    ``batch_size`` ('auto' is ``min(200, n_samples)``)."""
+    if batch_size == "auto":
+        return min(200, n_samples), None
+    warning = None
+    if batch_size > n_samples:
+        warning = ("Got `batch_size` less than 1 or larger than sample size. "
+                   "It is going to be clipped", UserWarning)
+    return int(np.clip(batch_size, 1, n_samples)), warning
+
+
+# ---------------------------------------------------------------- callbacks
 def _default_overrides():
     """The skorch default callbacks sknn replaces: sklearn-worded printing in
-    place of skorch's ``print_log`` table, and a sample-weighted ``valid_acc``,
-    as scikit-learn's validation score is."""
-    return {"print_log": SklearnPrintLog(), "valid_acc": validation_accuracy()}
+    place of skorch's ``print_log`` table, a sample-weighted ``valid_acc``,
+    as scikit-learn's validation score is, and skorch's loss scorers read in
+    one pass."""
+    return {"print_log": SklearnPrintLog(), "valid_acc": validation_accuracy(),
+            "train_loss": BatchLossScoring("train_loss", on_train=True),
+            "valid_loss": BatchLossScoring("valid_loss")}
 
 
 def _copy_callback(item):
@@ -474,35 +250,38 @@ def _copy_callback(item):
         return item
 
 
-def _callbacks(est):
+def _callbacks(config):
     """skorch ``callbacks`` and ``callbacks__<name>`` parameters of the net.
 
     Beside skorch's defaults run thread tuning, the progress bar, the user's
     callbacks (copies: the parameter is never mutated), then scikit-learn's
     semantics, last so that every other callback sees the epoch at which they
-    stop training. A user callback named after one of skorch's defaults
-    (``("print_log", PrintLog())``) or of sknn's own (``"thread_tuner"``,
-    ``"progress_bar"``, ``"sklearn_stopping"``...) takes its place, and
-    ``(name, None)`` removes it, as skorch's ``callbacks__<name>=None`` does.
+    stop training, and the Ctrl-C watch. A user callback named after one of
+    skorch's defaults (``("print_log", PrintLog())``) or of sknn's own
+    (``"thread_tuner"``, ``"progress_bar"``, ``"sklearn_stopping"``...) takes
+    its place, and ``(name, None)`` removes it, as skorch's
+    ``callbacks__<name>=None`` does.
     """
+    c = config
     defaults = _default_overrides()
     first = {"thread_tuner": ThreadTuner()}
-    if est.early_stopping:
+    if c.validates:
         first["sklearn_best_weights"] = RestoreBestWeights()
-    if est.progress_bar:
+    if c.progress_bar:
         first["progress_bar"] = EpochProgressBar()
     last = {}
-    if est.solver != "lbfgs":
-        if est.solver == "sgd" and est.learning_rate == "invscaling":
-            last["sklearn_invscaling"] = InvScalingLR(est.learning_rate_init,
-                                                      est.power_t)
+    if c.stochastic:
+        if c.solver == "sgd" and c.learning_rate == "invscaling":
+            last["sklearn_invscaling"] = InvScalingLR(c.learning_rate_init,
+                                                      c.power_t)
         last["sklearn_stopping"] = NoImprovementStopping(
-            monitor="valid_acc" if est.early_stopping else "train_loss",
-            tol=est.tol, n_iter_no_change=est.n_iter_no_change,
-            adaptive=est.solver == "sgd" and est.learning_rate == "adaptive")
+            monitor="valid_acc" if c.validates else "train_loss",
+            tol=c.tol, n_iter_no_change=c.n_iter_no_change,
+            adaptive=c.solver == "sgd" and c.learning_rate == "adaptive")
     add_net_callbacks(first, last)  # sklearn.callback: epochs as tasks
+    last["ctrl_c"] = CtrlCWatch()
     user = []
-    for item in map(_copy_callback, est.callbacks or []):
+    for item in map(_copy_callback, c.callbacks or []):
         name = item[0] if isinstance(item, tuple) else None
         for named in (defaults, first, last):
             if name in named:
@@ -514,60 +293,119 @@ def _callbacks(est):
             **{f"callbacks__{name}": cb for name, cb in defaults.items()}}
 
 
-def new_net(est, n_features, batch_size, l2_coef, precision):
-    encoder = est.target_encoder_
-    kind = {"onehot": "multiclass"}.get(encoder.kind_, encoder.kind_)
-    criterion, nonlinearity = KINDS[kind]
+# ----------------------------------------------------- checks before building
+def _memory_bytes(device):
+    """The memory of ``device`` (physical RAM for the CPU), or None if
+    unknown."""
+    device = torch.device(device)
+    try:
+        if device.type == "cuda":
+            return torch.cuda.get_device_properties(device.index or 0).total_memory
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        return None
+
+
+def _in_units(n_bytes):
+    if n_bytes >= 2**30:
+        return f"{n_bytes / 2**30:,.1f} GiB"
+    return f"{n_bytes / 2**20:,.1f} MiB"
+
+
+def check_network_size(config):
+    """Refuse a network that cannot be trained on the device, before any of
+    it is allocated: its parameters, counted by the estimator's hook or on a
+    network built on torch's 'meta' device (shapes without storage), against
+    the device's memory."""
+    c = config
+    name = c.estimator_name
+    n_params = None
+    if c.count_parameters is not None:
+        n_params = c.count_parameters(c.n_features, c.n_outputs)
+    if n_params is None:
+        try:
+            with torch.random.fork_rng(devices=[]), torch.device("meta"):
+                module = c.build_module(c.n_features, c.n_outputs)
+        except (RuntimeError, OverflowError, TypeError) as exc:
+            raise ValueError(
+                f"{name} cannot build a network with these layer sizes "
+                f"({str(exc).splitlines()[0]}). Use smaller layers.") from None
+        n_params = sum(p.numel() for p in module.parameters())
+    # float32 weights, their gradients and an optimizer's two moment buffers
+    needed = 16 * n_params
+    memory = _memory_bytes(config.device)
+    if memory is not None and needed > memory:
+        raise ValueError(
+            f"{name} with these layer sizes has {n_params:,} parameters: "
+            f"training them needs about {_in_units(needed)}, more than the "
+            f"{_in_units(memory)} of memory of the "
+            f"{torch.device(config.device).type} device. Use smaller layers.")
+
+
+# ---------------------------------------------------------------- the net
+def build_net(config, batch_size=1, l2_coef=0.0, precision=(None, None)):
+    """A new, initialized :class:`SknnNet` for ``config``."""
+    c = config
+    criterion, nonlinearity = OUTPUTS[c.output_kind]
     net = SknnNet(
-        est._build_module(n_features, encoder.n_outputs_),
+        c.build_module(c.n_features, c.n_outputs),
         criterion=criterion,
         criterion__reduction="none",
-        target_kind=kind,
+        target_kind=c.output_kind,
         predict_nonlinearity=nonlinearity,
-        classes=np.arange(max(encoder.n_outputs_, 2)),
-        max_epochs=est.max_iter,
+        classes=np.arange(max(c.n_outputs, 2)),
+        max_epochs=c.max_iter,
         batch_size=batch_size,
         iterator_train=BatchIterator,
         iterator_valid=BatchIterator,
-        iterator_train__shuffle=est.shuffle,
+        iterator_train__shuffle=c.shuffle,
+        iterator_train__merge_single=bool(c.batch_norm),
         iterator_valid__batch_size=PREDICT_BATCH_SIZE,
         train_split=None,
-        device=est.device_,
-        verbose=est.verbose,
+        device=c.device,
+        verbose=c.verbose,
         autocast_dtype=precision[0],
         grad_scaler=precision[1],
-        **_callbacks(est),
-        **optimizer_policy(est, l2_coef),
+        **_callbacks(c),
+        **optimizer_policy(c, l2_coef),
     )
     return net.initialize()
 
 
-def _keep_training(net, est, batch_size, l2_coef, precision, incremental):
+def _keep_training(net, config, batch_size, l2_coef, precision):
     """Carry the net into a further fit: ``partial_fit`` keeps the optimizer
     and its state; a warm-started ``fit`` gets a new optimizer from the
     current parameters, as scikit-learn's does."""
     net.batch_size = batch_size
     net.autocast_dtype, net.grad_scaler = precision
-    net.verbose = est.verbose
+    net.verbose = config.verbose
     # sknn's callbacks keep their state (best score, counters, t) and take
     # the estimator's current parameters (tol, n_iter_no_change...)
     fitted = dict(net.callbacks_)
-    for name, fresh in _callbacks(est)["callbacks"]:
+    for name, fresh in _callbacks(config)["callbacks"]:
         if name in fitted and type(fitted[name]) is type(fresh) and (
                 name.startswith("sklearn_") or name == "progress_bar"):
             fitted[name].set_params(**fresh.get_params())
-    if incremental:
+    if config.incremental:
         for group in net.optimizer_.param_groups:
             if group.get("weight_decay"):
                 group["weight_decay"] = l2_coef
         return
-    policy = optimizer_policy(est, l2_coef)
+    policy = optimizer_policy(config, l2_coef)
     for key in [k for k in vars(net) if k.startswith("optimizer__")]:
         if key not in policy:  # another solver's setting
             delattr(net, key)
     for key, value in policy.items():
         setattr(net, key, value)
     net.initialize_optimizer()
+
+
+def _set_fit_params(net, **params):
+    """Set skorch parameters read afresh at each fit, as attributes, as
+    ``set_params`` stores them (on an initialized net, skorch's ``set_params``
+    re-initializes components and refuses ``iterator_train__*``)."""
+    for key, value in params.items():
+        setattr(net, key, value)
 
 
 # ------------------------------------------------------------------- scopes
@@ -587,55 +425,23 @@ def torch_rng(seed, device):
         yield
 
 
-@contextmanager
-def ctrl_c_watch():
-    """Tell a real Ctrl-C from a callback's planned stop.
-
-    Both reach skorch as ``KeyboardInterrupt``, which ends training normally
-    (skorch's ``EarlyStopping`` stops that way). While the fit runs, SIGINT
-    first notes that the user pressed Ctrl-C, then does what it did before.
-
-    Yields
-    ------
-    pressed : callable
-        Returns True once Ctrl-C has been pressed during the fit.
-    """
-    pressed = []
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.getsignal(signal.SIGINT)
-        if callable(previous):
-            def _note(signum, frame):
-                pressed.append(signum)
-                previous(signum, frame)
-
-            signal.signal(signal.SIGINT, _note)
-        else:  # ignored or default: nothing to tell apart
-            previous = None
-    try:
-        yield lambda: bool(pressed)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-
-
 # ---------------------------------------------------------------- the call
-def _datasets(est, X, y, weight, random_state):
+def _datasets(config, X, y, weight):
     """The training set and, with early stopping, scikit-learn's validation
     split (stratified for a single output, as scikit-learn's), as device
     tensors."""
-    device = est.device_
+    device = config.device
     data = TensorDataset(
-        est._input_tensor(X, device), as_target_tensor(y, device),
+        config.input_tensor(X, device), as_target_tensor(y, device),
         None if weight is None else torch.from_numpy(weight).to(device))
-    if not est.early_stopping:
+    if not config.validates:
         return data, None
     stratify = None
-    if est.target_encoder_.n_outputs_ == 1:
+    if config.n_outputs == 1:
         stratify = np.asarray(y).reshape(-1, 1) > 0.5
     train_idx, valid_idx = train_test_split(
-        np.arange(len(data)), random_state=random_state,
-        test_size=est.validation_fraction, stratify=stratify)
+        np.arange(len(data)), random_state=config.split_random_state,
+        test_size=config.validation_fraction, stratify=stratify)
     if len(valid_idx) < 2:
         raise ValueError(
             "The validation set is too small. Increase 'validation_fraction' "
@@ -644,144 +450,144 @@ def _datasets(est, X, y, weight, random_state):
             data.subset(torch.from_numpy(valid_idx).to(device)))
 
 
-def _set_fit_params(net, **params):
-    """Set skorch parameters that are read afresh at each fit.
-
-    They are stored as attributes, as ``set_params`` itself stores them: on
-    an initialized net, skorch's ``set_params`` goes on to re-initialize
-    components and refuses ``iterator_train__*`` parameters.
-    """
-    for key, value in params.items():
-        setattr(net, key, value)
-
-
-def fit(est, X, y, weight, *, incremental, reset):
-    """Train ``est.net_`` on validated data, then set the fitted attributes.
+def fit(config, X, y, weight, net=None):
+    """Train a net on validated data.
 
     Parameters
     ----------
-    est : BaseTorchClassifier
-        The estimator; its ``target_encoder_`` is fitted. Its hooks build the
-        module (``_build_module``), the input tensor (``_input_tensor``) and
-        the batch transform (``_batch_transform``).
+    config : FitConfig
     X : ndarray of shape (n_samples, n_features)
         Validated float input.
     y : ndarray
-        Targets encoded by ``est.target_encoder_``.
+        Encoded targets (int64 class indices or a float32 indicator matrix).
     weight : ndarray of shape (n_samples,) or None
         Combined sample and class weights; None when all are equal.
-    incremental : bool
-        One epoch, keeping the optimizer (``partial_fit``).
-    reset : bool
-        Build a new net (a first fit, or a fit without ``warm_start``).
+    net : SknnNet or None
+        The net to train further (``partial_fit``, a warm start); None builds
+        a new one.
+
+    Returns
+    -------
+    result : FitResult
     """
-    random_state = check_random_state(est.random_state)
-    seed = int(random_state.randint(_MAX_SEED))
-    if reset or not hasattr(est, "device_"):
-        est.device_ = resolve_device(est.device)
-    precision = precision_policy(est.precision, est.device_, est.solver)
-    train, valid = _datasets(est, X, y, weight, random_state)
-    stochastic = est.solver != "lbfgs"
-    batch_size = est._batch_size(len(train)) if stochastic else len(train)
-    # the sample weight of a full batch scales the L2 term, as in sklearn
-    batch_weight = batch_size * (1.0 if weight is None else float(weight.mean()))
-    l2_coef = est.alpha / batch_weight
-    epochs = est.max_iter if stochastic and not incremental else 1
-    with torch_rng(seed, est.device_):
-        if reset:
-            est.net_ = new_net(est, X.shape[1], batch_size, l2_coef, precision)
+    c = config
+    precision = precision_policy(c.precision, c.device, c.solver)
+    check_callbacks(c.callbacks)
+    train, valid = _datasets(c, X, y, weight)
+    warnings = []
+    if c.stochastic:
+        batch_size, warning = resolve_batch_size(c.batch_size, len(train))
+        warnings += [warning] if warning else []
+    else:
+        batch_size = len(train)
+    if (train.weight is not None and batch_size >= len(train)
+            and not float(train.weight.sum())):
+        raise ValueError(
+            "Sample weights sum to zero over the training batch, so the "
+            "weighted mean loss is undefined. Give the samples weights with a "
+            "non-zero sum.")
+    if c.batch_norm and len(train) < 2:
+        raise ValueError(
+            "batch_norm=True needs at least 2 training samples (a batch of one "
+            f"sample cannot be normalized); got {len(train)}.")
+    l2_coef = l2_coefficient(c.alpha, batch_size, weight)
+    if net is None:
+        check_network_size(c)
+    epochs = c.max_iter if c.stochastic and not c.incremental else 1
+    with torch_rng(c.seed, c.device):
+        if net is None:
+            net = build_net(c, batch_size, l2_coef, precision)
         else:
-            _keep_training(est.net_, est, batch_size, l2_coef, precision,
-                           incremental)
-        net = est.net_
+            _keep_training(net, c, batch_size, l2_coef, precision)
         _set_fit_params(
             net, train_split=None if valid is None else predefined_split(valid),
-            iterator_train__generator=torch.Generator().manual_seed(seed),
-            iterator_train__transform=est._batch_transform())
-        bar = dict(net.callbacks_).get("progress_bar")
+            iterator_train__generator=torch.Generator().manual_seed(c.seed),
+            iterator_train__transform=c.batch_transform)
+        named = dict(net.callbacks_)
+        bar = named.get("progress_bar")
         if isinstance(bar, EpochProgressBar):
             bar.total = epochs
-        cpu = torch.device(est.device_).type == "cpu"
-        work = est._batch_work(batch_size) if cpu else None
+        watch = named.get("ctrl_c")
+        cpu = torch.device(c.device).type == "cpu"
+        work = (c.batch_work(batch_size, net.module_)
+                if cpu and c.batch_work is not None else None)
         try:
-            with fit_threads(work), ctrl_c_watch() as pressed:
-                net.__dict__["ctrl_c_pressed_"] = pressed
+            with fit_threads(work):
                 net.partial_fit(train, None, epochs=epochs)
         finally:
             # the fitted net keeps neither the data nor the RNG
             _set_fit_params(net, train_split=None, iterator_train__generator=None)
-            net.__dict__.pop("ctrl_c_pressed_", None)
-    set_fitted_attributes(est, incremental, pressed())
+            if isinstance(watch, CtrlCWatch):
+                watch.release()
+    interrupted = isinstance(watch, CtrlCWatch) and watch.pressed_
+    attributes, end_warnings = fitted_attributes(net, c, interrupted)
+    return FitResult(net, attributes, warnings + end_warnings)
 
 
-def _history_record(row):
-    """One epoch of skorch history as the ``history_`` record users read."""
-    record = {
-        "epoch": int(row["epoch"]),
-        "loss": float(row["train_loss"]),
-        "accuracy": float(row["train_acc"]),
-        "duration": float(row.get("dur", float("nan"))),
-    }
-    if "valid_loss" in row:
-        record["val_loss"] = float(row["valid_loss"])
-        record["val_accuracy"] = float(row["valid_acc"])
-    return record
+def fitted_attributes(net, config, interrupted):
+    """scikit-learn's fitted attributes from the net and its history, and the
+    warnings that end the fit, as scikit-learn's.
 
-
-def set_fitted_attributes(est, incremental, interrupted):
-    """scikit-learn's fitted attributes from the net and its history, and
-    scikit-learn's warnings and errors at the end of a fit."""
-    net = est.net_
+    Returns
+    -------
+    attributes : dict
+        ``n_iter_``, ``loss_curve_``, ``loss_``, ``t_``, ``best_loss_``,
+        ``validation_scores_``, ``best_validation_score_``, ``history_``.
+    warnings : list of (message, category)
+    """
+    c = config
     # epochs that ran to their end: a Ctrl-C can stop one midway
     history = [row for row in net.history if "train_loss" in row]
-    est.n_iter_ = net.epochs_run_
+    n_iter = net.epochs_run_
     lbfgs_state = {}
-    if est.solver == "lbfgs":
+    if not c.stochastic:
         lbfgs_state = net.optimizer_.state[net.optimizer_.param_groups[0]["params"][0]]
-        est.n_iter_ = int(lbfgs_state.get("n_iter", 1))
-    est.loss_curve_ = [float(row["train_loss"]) for row in history]
-    est.loss_ = est.loss_curve_[-1] if history else np.nan
-    est.t_ = int(sum(row["train_samples"] for row in history))
+        n_iter = int(lbfgs_state.get("n_iter", 1))
+    loss_curve = [float(row["train_loss"]) for row in history]
     stopping = dict(net.callbacks_).get("sklearn_stopping")
-    if est.early_stopping:
-        est.best_loss_ = None
-        est.validation_scores_ = [float(row["valid_acc"]) for row in history
-                                  if "valid_acc" in row]
-        est.best_validation_score_ = max(est.validation_scores_, default=-np.inf)
+    attributes = {
+        "n_iter_": n_iter,
+        "loss_curve_": loss_curve,
+        "loss_": loss_curve[-1] if history else np.nan,
+        "t_": int(sum(row["train_samples"] for row in history)),
+        "history_": [history_record(row) for row in history],
+    }
+    if c.validates:
+        scores = [float(row["valid_acc"]) for row in history if "valid_acc" in row]
+        attributes.update(best_loss_=None, validation_scores_=scores,
+                          best_validation_score_=max(scores, default=-np.inf))
     else:
-        est.best_loss_ = (stopping.best_ if stopping is not None
-                          else min(est.loss_curve_, default=np.inf))
-        est.validation_scores_ = None
-        est.best_validation_score_ = None
-    est.n_outputs_ = est.target_encoder_.n_outputs_
-    est.out_activation_ = est.target_encoder_.out_activation_
-    est.history_ = [_history_record(row) for row in history]
-    est._set_layer_attributes()
+        attributes.update(
+            best_loss_=(stopping.best_ if stopping is not None
+                        else min(loss_curve, default=np.inf)),
+            validation_scores_=None, best_validation_score_=None)
 
     if not all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):
         raise ValueError(
             "Solver produced non-finite parameter weights. The input data may "
             "contain large values and need to be preprocessed.")
     stopped = stopping is not None and stopping.stop_reason_ is not None
+    warnings = []
     if interrupted:
-        warnings.warn("Training interrupted by user.", stacklevel=3)
-    elif est.solver == "lbfgs":
-        if (est.n_iter_ >= est.max_iter
-                or lbfgs_state.get("func_evals", 0) >= est.max_fun):
-            warnings.warn(
+        warnings.append(("Training interrupted by user.", UserWarning))
+    elif not c.stochastic:
+        if n_iter >= c.max_iter or lbfgs_state.get("func_evals", 0) >= c.max_fun:
+            warnings.append((
                 "lbfgs failed to converge (status=1): STOP: TOTAL NO. OF "
                 "ITERATIONS REACHED LIMIT. Increase the number of iterations "
-                "(max_iter) or scale the data.", ConvergenceWarning, stacklevel=3)
-    elif not incremental and not stopped and est.n_iter_ == est.max_iter:
-        warnings.warn(
-            f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached "
-            "and the optimization hasn't converged yet.",
-            ConvergenceWarning, stacklevel=3)
+                "(max_iter) or scale the data.", ConvergenceWarning))
+    elif (not c.incremental and not stopped and n_iter == c.max_iter
+          and (c.n_iter_no_change != np.inf or c.warm_start)):
+        # a fresh fit with n_iter_no_change=np.inf asks for exactly max_iter
+        # epochs (Keras' fit(epochs=...)): reaching them is the plan, not a
+        # failure. A warm start continues an earlier optimisation, which
+        # scikit-learn reports at max_iter whatever the patience (its own
+        # test_mlp_warm_start_no_convergence, run in test_sklearn_mlp.py)
+        warnings.append((
+            f"Stochastic Optimizer: Maximum iterations ({c.max_iter}) reached "
+            "and the optimization hasn't converged yet.", ConvergenceWarning))
+    return attributes, warnings
 
 
-def learning_rate(net):
-    """The learning rate the optimizer uses now."""
-    return net.optimizer_.param_groups[0]["lr"]
-
-
-__all__ = ["SknnNet", "fit", "learning_rate"]
+__all__ = ["MAX_SEED", "FitConfig", "FitResult", "SknnNet", "build_net", "fit",
+           "torch_rng"]

@@ -11,15 +11,16 @@ import warnings
 from numbers import Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-
-# scikit-learn keeps its constraint objects private; sknn's estimators import
-# them the same way (see _cnn.py), and a hand-written check would word its
-# errors differently from every other parameter error
-from sklearn.utils._param_validation import Interval
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["PixelScaler"]
+# scikit-learn keeps its constraint objects private (sknn._compat imports
+# them); a hand-written check would word its errors differently from every
+# other parameter error
+from sknn._compat import Interval, _fit_context
+from sknn._targets import TargetEncoder
+
+__all__ = ["PixelScaler", "TargetEncoder"]
 
 #: images whose median pixel is at least this (on the [0, 1] scale) have a
 #: light background

@@ -1,14 +1,13 @@
 """CNNClassifier: input layouts, architecture, errors, persistence, accuracy."""
 
 import io
-import warnings
 
 import joblib
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
@@ -24,9 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(autouse=True)
 def _no_convergence_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+    yield
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,9 @@
 """Bad input gets scikit-learn's errors, with messages that name the problem."""
 
-import warnings
 
 import numpy as np
 import pytest
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.exceptions import NotFittedError
 
 from sknn import MLPClassifierTorch
 
@@ -19,9 +18,7 @@ def fitted():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(40, 3))
     y = np.arange(40) % 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return fast().fit(X, y), X, y
+    return fast().fit(X, y), X, y
 
 
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "predict_log_proba",
@@ -143,3 +140,62 @@ def test_partial_fit_with_lbfgs_is_unavailable():
     with pytest.raises(AttributeError, match="has no attribute 'partial_fit'") as exc:
         clf.partial_fit(np.ones((4, 2)), [0, 1, 0, 1], classes=[0, 1])
     assert "only available for stochastic" in str(exc.value.__cause__)
+
+
+def test_float64_beyond_float32_range_is_explained(fitted):
+    X = np.ones((10, 2))
+    X[3, 1] = 1e39  # finite in float64, infinite in float32
+    with pytest.raises(ValueError, match=r"too large for dtype\('float32'\)"):
+        fast().fit(X, np.arange(10) % 2)
+    clf, X_fit, _ = fitted
+    X_big = X_fit[:1].copy()
+    X_big[0, 0] = -1e300
+    with pytest.raises(ValueError, match=r"too large for dtype\('float32'\)"):
+        clf.predict_proba(X_big)
+
+
+def test_sample_weights_averaging_zero_train_as_sklearn():
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(40, 3))
+    y = np.arange(40) % 2
+    weight = np.tile([1.0, 1.0, -1.0, -1.0], 10)  # mean 0; every batch of 10 not
+    assert weight.mean() == 0
+    theirs = MLPClassifier(max_iter=3, batch_size=10, random_state=0,
+                           shuffle=False).fit(X, y, sample_weight=weight)
+    ours = fast(batch_size=10, shuffle=False).fit(X, y, sample_weight=weight)
+    assert np.isfinite(theirs.loss_curve_).all()
+    assert len(ours.loss_curve_) == 3 and np.isfinite(ours.loss_curve_).all()
+    # one full batch whose weights sum to zero: scikit-learn divides by zero
+    with pytest.raises(ZeroDivisionError):
+        MLPClassifier(solver="lbfgs").fit(X, y, sample_weight=weight)
+    with pytest.raises(ValueError, match="Sample weights sum to zero"):
+        fast(solver="lbfgs").fit(X, y, sample_weight=weight)
+
+
+@pytest.mark.parametrize("sizes", [(10**9,), (10**30,), (64, 10**12)])
+def test_oversized_layers_are_refused_before_allocating(sizes):
+    with pytest.raises(ValueError, match="Use smaller layers"):
+        fast(hidden_layer_sizes=sizes).fit(np.ones((4, 64)), [0, 1, 0, 1])
+
+
+def test_network_larger_than_the_memory_is_refused_unallocated(monkeypatch):
+    import resource
+
+    from sknn import _training
+
+    monkeypatch.setattr(_training, "_memory_bytes", lambda device: 2**20)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # 6.4 million parameters (25 MB of weights) against a 1 MiB device
+    with pytest.raises(ValueError, match=r"6,600,001 parameters.*100\.7 MiB.*1\.0 MiB"):
+        fast(hidden_layer_sizes=(100_000,)).fit(np.ones((4, 64)), [0, 1, 0, 1])
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 20_000
+
+
+@pytest.mark.parametrize("item", [3, "print_log", ("progress",), (3, None),
+                                  ("named", 5), object()])
+def test_bad_callbacks_items_are_explained(item):
+    with pytest.raises(ValueError, match="Each item of 'callbacks' must be"):
+        fast(callbacks=[item]).fit(np.ones((4, 2)), [0, 1, 0, 1])

@@ -16,11 +16,7 @@ MAX_LINES = 600
 
 #: modules over MAX_LINES for now, with the reason. Each entry is temporary: the
 #: test fails once a listed module is gone or fits, so that the entry is removed.
-OVERSIZED = {
-    # being split into the skorch net and the training policies (issue 16,
-    # item 2): remove at merge
-    "sknn/_training.py": "issue 16 item 2",
-}
+OVERSIZED = {}
 
 #: the import layers, lowest first. A module may import modules of its own layer
 #: and of lower layers, never of a higher one. An entry names a module or a
@@ -30,15 +26,15 @@ LAYERS = [
     # helpers that know nothing of training or estimators: options, data
     # conversion, targets, torch modules, augmentation, docstrings, joblib/dask
     # workers, progress bars, pickling, and the public utility modules
-    ("helpers", ["sknn._options", "sknn._deps", "sknn._csv", "sknn._data",
-                 "sknn._targets", "sknn._modules",
+    ("helpers", ["sknn._options", "sknn._compat", "sknn._deps", "sknn._csv",
+                 "sknn._data", "sknn._targets", "sknn._modules",
                  "sknn._augment", "sknn._docstrings", "sknn._parallel",
                  "sknn._progress", "sknn._persistence", "sknn.malloc",
                  "sknn.datasets", "sknn.preprocessing", "sknn._pipeline",
                  "sknn.plotting"]),
     # the training engine: the skorch net, its callbacks, CPU threads
-    ("training", ["sknn._threads", "sknn._callbacks", "sknn._sklearn_callbacks",
-                  "sknn._training"]),
+    ("training", ["sknn._threads", "sknn._callbacks", "sknn._net",
+                  "sknn._sklearn_callbacks", "sknn._training"]),
     # the scikit-learn estimators
     ("estimators", ["sknn._base", "sknn._mlp", "sknn._cnn"]),
     # what a fitted estimator becomes: ONNX graphs, safe files
@@ -216,11 +212,6 @@ def test_imports_are_absolute():
 HAND_WRITTEN_SUPPRESSIONS = {
     # a dask worker process: pytest's filters do not reach it
     "test_dask.py": 1,
-    # owned by the engine/CLI/deployment work of issue 16 at the time of
-    # writing: remove at merge once those files rely on the policy
-    "test_mlp.py": 20,
-    "test_cnn.py": 1,
-    "test_errors.py": 1,
 }
 
 _SUPPRESSION = re.compile(

@@ -43,10 +43,8 @@ def test_digits_accuracy_matches_sklearn_across_seeds(digits):
     for seed in range(3):
         X_tr, X_te, y_tr, y_te = train_test_split(X, y, random_state=seed)
         params = dict(hidden_layer_sizes=(100,), max_iter=30, random_state=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            ours = MLPClassifierTorch(device="cpu", **params).fit(X_tr, y_tr)
-            theirs = MLPClassifier(**params).fit(X_tr, y_tr)
+        ours = MLPClassifierTorch(device="cpu", **params).fit(X_tr, y_tr)
+        theirs = MLPClassifier(**params).fit(X_tr, y_tr)
         gaps.append(ours.score(X_te, y_te) - theirs.score(X_te, y_te))
     assert abs(statistics.median(gaps)) <= 0.02, gaps
 
@@ -54,10 +52,8 @@ def test_digits_accuracy_matches_sklearn_across_seeds(digits):
 def test_fitted_attributes_mirror_sklearn(iris):
     X, y = iris
     params = dict(hidden_layer_sizes=(7, 5), max_iter=5, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        ours = MLPClassifierTorch(device="cpu", **params).fit(X, y)
-        theirs = MLPClassifier(**params).fit(X, y)
+    ours = MLPClassifierTorch(device="cpu", **params).fit(X, y)
+    theirs = MLPClassifier(**params).fit(X, y)
     for name in ("n_layers_", "n_outputs_", "out_activation_", "n_iter_", "t_",
                  "n_features_in_"):
         assert getattr(ours, name) == getattr(theirs, name), name
@@ -88,9 +84,7 @@ def test_mnist_784_512_10_reaches_095(mnist_dir):
     scores = []
     for seed in range(3):
         clf = fast(hidden_layer_sizes=(512,), max_iter=10, random_state=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf.fit(X[:8000], y[:8000])
+        clf.fit(X[:8000], y[:8000])
         scores.append(clf.score(X[8000:], y[8000:]))
     assert statistics.median(scores) >= 0.95, scores
 
@@ -102,9 +96,7 @@ def test_pipeline_grid_search_and_joblib_round_trip(digits, tmp_path):
     grid = GridSearchCV(
         pipe, {"mlpclassifiertorch__hidden_layer_sizes": [(16,), (32, 16)]},
         cv=3, n_jobs=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        grid.fit(X, y)
+    grid.fit(X, y)
     assert grid.best_score_ > 0.85
     path = tmp_path / "model.joblib"
     joblib.dump(grid.best_estimator_, path)
@@ -172,9 +164,7 @@ def test_multilabel_indicator_uses_sigmoids():
     X = StandardScaler().fit_transform(X)
     clf = fast(max_iter=80, learning_rate_init=0.01).fit(X, Y)
     theirs = MLPClassifier(max_iter=80, learning_rate_init=0.01, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        theirs.fit(X, Y)
+    theirs.fit(X, Y)
     assert clf.out_activation_ == theirs.out_activation_ == "logistic"
     assert clf.n_outputs_ == theirs.n_outputs_ == 4
     pred = clf.predict(X)
@@ -263,12 +253,10 @@ def test_validation_set_too_small_is_explained(iris):
 def test_warm_start_continues_training(iris):
     X, y = iris
     clf = fast(max_iter=4, warm_start=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X, y)
-        first = [w.copy() for w in clf.coefs_]
-        net = clf.net_
-        clf.fit(X, y)
+    clf.fit(X, y)
+    first = [w.copy() for w in clf.coefs_]
+    net = clf.net_
+    clf.fit(X, y)
     assert clf.net_ is net
     assert len(clf.loss_curve_) == 8 and clf.n_iter_ == 4
     assert not np.array_equal(first[0], clf.coefs_[0])
@@ -309,30 +297,24 @@ def test_partial_fit_refuses_early_stopping(iris):
 ])
 def test_every_solver_learns(iris, solver, extra):
     X, y = iris
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = fast(solver=solver, max_iter=150, **{"learning_rate_init": 0.05, **extra})
-        clf.fit(X, y)
+    clf = fast(solver=solver, max_iter=150, **{"learning_rate_init": 0.05, **extra})
+    clf.fit(X, y)
     assert clf.score(X, y) > 0.9
 
 
 def test_invscaling_sets_sklearn_learning_rate(iris):
     X, y = iris
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = fast(solver="sgd", learning_rate="invscaling", max_iter=3,
-                   learning_rate_init=0.1, power_t=0.5).fit(X, y)
+    clf = fast(solver="sgd", learning_rate="invscaling", max_iter=3,
+               learning_rate_init=0.1, power_t=0.5).fit(X, y)
     lr = clf.net_.optimizer_.param_groups[0]["lr"]
     assert lr == pytest.approx(0.1 / (3 * 150 + 1) ** 0.5)
 
 
 def test_adaptive_divides_learning_rate_by_five(iris):
     X, y = iris
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = fast(solver="sgd", learning_rate="adaptive", tol=1e9,
-                   n_iter_no_change=2, max_iter=10, learning_rate_init=0.1)
-        clf.fit(X, y)
+    clf = fast(solver="sgd", learning_rate="adaptive", tol=1e9,
+               n_iter_no_change=2, max_iter=10, learning_rate_init=0.1)
+    clf.fit(X, y)
     # no epoch improves by 1e9: every third epoch divides the rate by 5
     assert clf.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(0.1 / 5 ** 3)
 
@@ -373,9 +355,7 @@ def test_class_weight_balanced_helps_the_minority():
 def test_sample_weight_zero_removes_samples(iris):
     X, y = iris
     weights = np.where(y == 2, 0.0, 1.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = fast(max_iter=50).fit(X, y, sample_weight=weights)
+    clf = fast(max_iter=50).fit(X, y, sample_weight=weights)
     assert np.mean(clf.predict(X[y == 2]) == 2) < 0.5
 
 
@@ -385,18 +365,14 @@ def test_sample_weight_zero_removes_samples(iris):
 def test_weight_inits_train(iris, weight_init):
     X, y = iris
     clf = fast(max_iter=40, learning_rate_init=0.01, weight_init=weight_init)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X, y)
+    clf.fit(X, y)
     assert clf.score(X, y) > 0.85
 
 
 def test_dropout_and_batch_norm_apply_in_training_only(iris):
     X, y = iris
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = fast(hidden_layer_sizes=(32, 16), dropout=0.5, batch_norm=True,
-                   max_iter=30, learning_rate_init=0.01).fit(X, y)
+    clf = fast(hidden_layer_sizes=(32, 16), dropout=0.5, batch_norm=True,
+               max_iter=30, learning_rate_init=0.01).fit(X, y)
     kinds = [type(m).__name__ for m in clf.net_.module_]
     assert kinds.count("Dropout") == 2 and kinds.count("BatchNorm1d") == 2
     np.testing.assert_array_equal(clf.predict_proba(X), clf.predict_proba(X))
@@ -416,9 +392,7 @@ def test_user_callbacks_run_on_copies(iris):
     X, y = iris
     counter = CountEpochs()
     clf = fast(max_iter=4, callbacks=[counter])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X, y)
+    clf.fit(X, y)
     assert not hasattr(counter, "epochs_")  # the parameter is left as given
     fitted = [cb for _, cb in clf.net_.callbacks_ if isinstance(cb, CountEpochs)]
     assert fitted[0].epochs_ == 4
@@ -426,36 +400,38 @@ def test_user_callbacks_run_on_copies(iris):
 
 def test_verbose_prints_sklearn_lines(iris, capsys):
     X, y = iris
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        fast(max_iter=2, verbose=True).fit(X, y)
+    fast(max_iter=2, verbose=True).fit(X, y)
     out = capsys.readouterr().out
     assert "Iteration 1, loss = " in out and "Iteration 2, loss = " in out
 
 
 def test_predict_log_proba_is_log_of_proba(iris):
     X, y = iris
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = fast(max_iter=5).fit(X, y)
+    clf = fast(max_iter=5).fit(X, y)
     np.testing.assert_allclose(clf.predict_log_proba(X), np.log(clf.predict_proba(X)))
 
 
-def test_prediction_in_large_batches_matches_small(iris):
+def test_prediction_in_batches_matches_one_pass(iris, monkeypatch):
+    from sknn import _net
+
     X, y = iris
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = fast(max_iter=5).fit(X, y)
-    full = clf.predict_proba(X)
-    clf.net_.predict_batch_size = 7
-    np.testing.assert_allclose(clf.predict_proba(X), full, rtol=1e-5, atol=1e-7)
+    clf = fast(max_iter=5, batch_norm=True).fit(X, y)
+    calls = []
+    clf.net_.module_.register_forward_hook(
+        lambda module, args, out: calls.append(len(args[0])))
+    whole = clf.predict_proba(X)
+    assert calls == [150]
+    monkeypatch.setattr(_net, "PREDICT_BATCH_SIZE", 7)
+    calls.clear()
+    batched = clf.predict_proba(X)
+    assert calls == [7] * 21 + [3]  # the batched path ran
+    np.testing.assert_allclose(batched, whole, rtol=1e-6, atol=1e-12)
+    np.testing.assert_array_equal(clf.predict(X), whole.argmax(axis=1))
 
 
 def test_device_auto_is_cpu_without_cuda(iris):
     X, y = iris
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = MLPClassifierTorch(max_iter=2, random_state=0).fit(X, y)
+    clf = MLPClassifierTorch(max_iter=2, random_state=0).fit(X, y)
     assert clf.device == "auto"  # the parameter is not rewritten
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert clf.device_ == expected
@@ -476,29 +452,161 @@ def test_cuda_fit_predicts_like_cpu(iris):
 
 def test_warm_start_fit_takes_new_parameters(iris):
     X, y = iris
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = fast(max_iter=3, warm_start=True, solver="lbfgs", alpha=0.0).fit(X, y)
-        clf.set_params(solver="lbfgs", alpha=0.5).fit(X, y)
-        assert clf.net_.penalty_in_loss == pytest.approx(0.5 / 150)
-        sgd = fast(max_iter=3, warm_start=True, solver="sgd").fit(X, y)
-        sgd.set_params(learning_rate_init=0.05).fit(X, y)
+    clf = fast(max_iter=3, warm_start=True, solver="lbfgs", alpha=0.0).fit(X, y)
+    clf.set_params(solver="lbfgs", alpha=0.5).fit(X, y)
+    assert clf.net_.penalty_in_loss == pytest.approx(0.5 / 150)
+    sgd = fast(max_iter=3, warm_start=True, solver="sgd").fit(X, y)
+    sgd.set_params(learning_rate_init=0.05).fit(X, y)
     assert sgd.net_.optimizer_.param_groups[0]["lr"] == 0.05
 
 
 def test_warm_start_takes_the_new_parameters(iris):
     X, y = iris
     clf = fast(max_iter=3, warm_start=True, solver="sgd")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X, y)
-        stopping = dict(clf.net_.callbacks_)["sklearn_stopping"]
-        clf.set_params(tol=1e9, n_iter_no_change=2, max_iter=50)
-        clf.fit(X, y)
+    clf.fit(X, y)
+    stopping = dict(clf.net_.callbacks_)["sklearn_stopping"]
+    clf.set_params(tol=1e9, n_iter_no_change=2, max_iter=50)
+    clf.fit(X, y)
     assert dict(clf.net_.callbacks_)["sklearn_stopping"] is stopping  # state kept
     assert stopping.tol == 1e9 and clf.n_iter_ == 3  # the new tol stopped it
     clf.set_params(solver="adam", tol=1e-4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X, y)  # no SGD setting reaches Adam
+    clf.fit(X, y)  # no SGD setting reaches Adam
     assert isinstance(clf.net_.optimizer_, torch.optim.Adam)
+
+
+# ------------------------------------------------ the drop-in details (#15) ----
+def test_batch_norm_merges_a_last_batch_of_one_into_the_previous(iris):
+    X, y = iris
+    X201 = np.vstack([X, X[:51]])
+    y201 = np.concatenate([y, y[:51]])
+    clf = fast(batch_norm=True, max_iter=2).fit(X201, y201)
+    plain = fast(max_iter=2).fit(X201, y201)
+    small = fast(batch_norm=True, batch_size=100, max_iter=2).fit(X201, y201)
+
+    def sizes(model):
+        return [b["train_batch_size"] for b in model.net_.history[-1]["batches"]
+                if "train_batch_size" in b]
+
+    assert sizes(clf) == [201]  # 200 + the single last row
+    assert sizes(small) == [100, 101]
+    assert sizes(plain) == [200, 1]  # without batch norm, batches are unchanged
+    assert np.isfinite(clf.loss_curve_).all()
+    assert clf.loss_curve_[1] < clf.loss_curve_[0]  # it trains
+
+
+def test_batch_norm_on_a_single_sample_is_explained():
+    with pytest.raises(ValueError, match="batch_norm=True needs at least 2"):
+        fast(batch_norm=True, max_iter=2).partial_fit(np.ones((1, 3)), [0],
+                                                      classes=[0, 1])
+
+
+def test_lbfgs_ignores_early_stopping_as_sklearn(iris):
+    X, y = iris
+    ours = [fast(solver="lbfgs", max_iter=20, early_stopping=es).fit(X, y)
+            for es in (False, True)]
+    theirs = [MLPClassifier(solver="lbfgs", max_iter=20, early_stopping=es,
+                            random_state=0).fit(X, y) for es in (False, True)]
+    # scikit-learn trains on every sample either way...
+    np.testing.assert_array_equal(theirs[0].coefs_[0], theirs[1].coefs_[0])
+    # ...and so does sknn: no validation split, no validation scores
+    np.testing.assert_array_equal(ours[0].coefs_[0], ours[1].coefs_[0])
+    assert ours[1].validation_scores_ is None
+    assert "valid_loss" not in ours[1].net_.history[-1]
+
+
+def _user_guide_models():
+    """The user guide's example, fitted by scikit-learn; sknn's net of the same
+    architecture holding scikit-learn's weights (in float32)."""
+    X, y = [[0.0, 0.0], [1.0, 1.0]], [0, 1]
+    params = dict(solver="lbfgs", alpha=1e-5, hidden_layer_sizes=(5, 2),
+                  random_state=1)
+    theirs = MLPClassifier(**params).fit(X, y)
+    ours = fast(**params).fit(X, y)
+    with torch.no_grad():
+        for layer, W, b in zip(ours.net_.module_.linear_layers(), theirs.coefs_,
+                               theirs.intercepts_):
+            layer.weight.copy_(torch.from_numpy(W.T))
+            layer.bias.copy_(torch.from_numpy(b))
+    return ours, theirs
+
+
+def test_predict_proba_is_float64_from_the_logits_as_sklearn():
+    ours, theirs = _user_guide_models()
+    X_new = [[2.0, 2.0], [-1.0, -2.0]]
+    expected = theirs.predict_proba(X_new)
+    assert expected[0, 0] == pytest.approx(1.967e-04, rel=1e-3)
+    proba = ours.predict_proba(X_new)
+    assert proba.dtype == np.float64
+    # float32 weights and logits: the float64 probabilities agree to ~1e-5,
+    # and none saturates to an exact 0 or 1 where scikit-learn's does not
+    np.testing.assert_allclose(proba, expected, rtol=1e-4)
+    assert (proba > 0).all()
+
+
+def test_predict_log_proba_is_finite_where_sklearn_is():
+    ours, theirs = _user_guide_models()
+    X_new = [[2.0, 2.0], [-1.0, -2.0], [-30.0, -40.0]]
+    with np.errstate(divide="ignore"):  # scikit-learn's log(0)
+        expected = theirs.predict_log_proba(X_new)
+    log_proba = ours.predict_log_proba(X_new)
+    assert np.isfinite(log_proba[np.isfinite(expected)]).all()
+    assert np.isfinite(log_proba).all()  # log-sigmoid: finite beyond float64's exp
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(log_proba[finite], expected[finite], rtol=1e-4,
+                               atol=1e-7)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(np.exp(log_proba), ours.predict_proba(X_new),
+                                   rtol=1e-12)
+
+
+def test_multiclass_log_proba_is_log_softmax(iris):
+    X, y = iris
+    clf = fast(max_iter=5).fit(X, y)
+    far = X[:3] * 1e4  # logits in the thousands: softmax underflows to 0.0
+    log_proba = clf.predict_log_proba(far)
+    assert np.isfinite(log_proba).all()
+    logits = clf.net_.forward_logits(torch.tensor(far, dtype=torch.float32))
+    expected = torch.log_softmax(logits.double(), dim=1).numpy()
+    np.testing.assert_allclose(log_proba, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_sklearn_examples_convergence_filter_silences_sknn(iris):
+    # scikit-learn's gallery (plot_mlp_training_curves.py) silences its MLP so
+    X, y = iris
+    for model in (MLPClassifier(max_iter=2, random_state=0), fast(max_iter=2)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.filterwarnings("ignore", category=ConvergenceWarning,
+                                    module="sklearn")
+            model.fit(X, y)
+        assert not [w for w in caught if w.category is ConvergenceWarning]
+    with pytest.warns(ConvergenceWarning) as caught:
+        fast(max_iter=2).fit(X, y)
+    # attributed outside sknn, to scikit-learn's fit wrapper
+    assert "sknn" not in caught[0].filename.replace("\\", "/").split("/")
+
+
+def test_fixed_epochs_with_infinite_patience_do_not_warn(iris):
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = fast(max_iter=3, n_iter_no_change=np.inf).fit(X, y)
+    assert clf.n_iter_ == 3
+
+
+def test_string_labels_keep_numpy_string_dtype_as_sklearn(iris):
+    X, y = iris
+    labels = np.array(["a", "b", "c"], dtype=object)[y]
+    theirs = MLPClassifier(max_iter=2, random_state=0).fit(X, labels)
+    ours = fast(max_iter=2).fit(X, labels)
+    assert ours.classes_.dtype == theirs.classes_.dtype == np.dtype("<U1")
+    assert ours.predict(X).dtype == theirs.predict(X).dtype
+
+
+def test_list_input_gives_float64_coefs_as_sklearn(iris):
+    X, y = iris
+    theirs = MLPClassifier(max_iter=2, random_state=0).fit(X.tolist(), y)
+    ours = fast(max_iter=2).fit(X.tolist(), y)
+    ours32 = fast(max_iter=2).fit(X.astype(np.float32), y)
+    assert ours.coefs_[0].dtype == theirs.coefs_[0].dtype == np.float64
+    assert ours32.coefs_[0].dtype == np.float32

@@ -12,8 +12,6 @@ import pytest
 from skorch.callbacks import Callback
 
 from sknn import CNNClassifier, MLPClassifierTorch
-from sknn._progress import EpochProgressBar
-from sknn._training import SknnNet
 
 
 class Terminal(io.StringIO):
@@ -96,25 +94,6 @@ def test_epoch_bar_shows_validation_figures_and_why_it_stopped(data, monkeypatch
     assert out.splitlines()[-1].startswith(
         f"Stopped early at epoch {est.n_iter_} of 50: Validation score did "
         "not improve")
-
-
-def test_device_losses_are_read_every_few_seconds_not_every_batch(
-        data, monkeypatch):
-    # a GPU fit leaves batch losses on the device until the epoch ends; the
-    # bar then sums them there and reads the sum only every `refresh` seconds
-    # (here: never before an epoch's last batch)
-    monkeypatch.setattr(SknnNet, "_defer_batch_losses", lambda self: True)
-    est = MLPClassifierTorch(
-        hidden_layer_sizes=(16,), max_iter=2, batch_size=20, alpha=0.0,
-        random_state=0, progress_bar=True,
-        callbacks=[("progress_bar", EpochProgressBar(refresh=1e9)), BarWatch()])
-    _fit(est, data, Terminal(), monkeypatch)
-    shown = dict(est.net_.callbacks_)["BarWatch"].postfixes_
-    # 10 batches an epoch: the first nine show no loss, the last the epoch's
-    assert len(shown) == 20
-    assert shown[:9] == [""] * 9 and shown[10:19] == [""] * 9
-    assert shown[9] == f"loss={est.history_[0]['loss']:.4f}"
-    assert shown[19] == f"loss={est.history_[1]['loss']:.4f}"
 
 
 def test_nothing_is_drawn_off_a_terminal(data, monkeypatch):

@@ -106,3 +106,10 @@ def test_unseen_label_at_transform_is_an_error():
 def test_non_indicator_matrix_is_an_error():
     with pytest.raises(ValueError, match="0/1 indicator matrix"):
         TargetEncoder().fit(np.array([[0, 2], [1, 3]]))
+
+
+def test_target_encoder_is_public_in_sknn_preprocessing():
+    import sknn.preprocessing
+
+    assert sknn.preprocessing.TargetEncoder is TargetEncoder
+    assert "TargetEncoder" in sknn.preprocessing.__all__
