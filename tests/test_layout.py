@@ -240,3 +240,13 @@ def test_test_files_leave_convergence_warnings_to_the_policy():
         "ConvergenceWarning is ignored for every test by pyproject.toml: drop the "
         "hand-written suppressions (or, where one must stay, give its count and "
         "reason in HAND_WRITTEN_SUPPRESSIONS)")
+
+
+def test_readme_module_map_matches_the_tree():
+    # the README's Layout section names every module of sknn/ once, and no other
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    mapped = re.findall(r"^\s+(sknn/\S+\.py)\s+\S", section, flags=re.M)
+    on_disk = sorted(str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py"))
+    assert len(mapped) == len(set(mapped)), "a module is mapped twice"
+    assert sorted(mapped) == on_disk
