@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from sknn import _safe_checks as checks
+from sknn._base import DERIVED_ATTRIBUTES
 from sknn._deps import require
 from sknn._persistence import atomic_write
 from sknn._pipeline import final_estimator, is_passthrough
@@ -72,7 +73,7 @@ SAFE_CLASSES = {
 _ESTIMATORS = ("sknn.MLPClassifierTorch", "sknn.CNNClassifier")
 #: fitted attributes that are not saved: the net is the weights, and
 #: ``_rebuild`` derives the rest from them
-_NOT_SAVED = {"net_", "device_", "coefs_", "intercepts_", "n_layers_"}
+_NOT_SAVED = {"net_", "device_", *DERIVED_ATTRIBUTES}
 _SAFETENSORS_KINDS = "biuf"
 _ATTRIBUTE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$|^_[A-Za-z][A-Za-z0-9_]*$")
 
