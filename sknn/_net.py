@@ -18,12 +18,14 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 from scipy.special import expit
-from skorch import NeuralNetClassifier
+from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 from skorch.utils import TeeGenerator
 
+from sknn._losses import HalfPoissonDeviance, HalfSquaredError, identity
 from sknn._modules import l2_weights
+from sknn._targets import REGRESSION_KINDS
 
 #: rows per forward pass when predicting or validating
 PREDICT_BATCH_SIZE = 8192
@@ -46,19 +48,31 @@ OUTPUTS = {
     "multiclass": (torch.nn.CrossEntropyLoss, _softmax),
     "binary": (torch.nn.BCEWithLogitsLoss, _binary_proba),
     "multilabel": (torch.nn.BCEWithLogitsLoss, torch.sigmoid),
+    "continuous": (HalfSquaredError, identity),
+    "poisson": (HalfPoissonDeviance, torch.exp),
 }
 
 
-class SknnNet(NeuralNetClassifier):
-    """skorch's ``NeuralNetClassifier`` with scikit-learn's loss, a slicing data
-    path and mixed precision.
+def net_class(kind):
+    """The net for a network output: :class:`SknnRegressorNet` (skorch's
+    ``NeuralNetRegressor``) for regression, else :class:`SknnNet`."""
+    return SknnRegressorNet if kind in REGRESSION_KINDS else SknnNet
+
+
+class SknnNetMixin:
+    """What sknn's nets add to skorch's: scikit-learn's loss, a slicing data
+    path and mixed precision. :class:`SknnNet` is it on skorch's
+    ``NeuralNetClassifier``, :class:`SknnRegressorNet` on its
+    ``NeuralNetRegressor``.
 
     Extra parameters
     ----------------
-    target_kind : {'multiclass', 'binary', 'multilabel'}
+    target_kind : {'multiclass', 'binary', 'multilabel', 'continuous', 'poisson'}
         The network output (``sknn._targets.KINDS``): softmax cross-entropy on
         class indices, one sigmoid output, or one sigmoid per label (binary
-        cross-entropy summed over outputs: sklearn's log-loss).
+        cross-entropy summed over outputs: sklearn's log-loss); for
+        regression, scikit-learn's half squared error or half Poisson
+        deviance (``sknn._losses``).
     penalty_in_loss : float
         For L-BFGS, which takes no parameter groups: the L2 coefficient c added
         to the loss as ``0.5 * c * ||W||^2``. Other optimizers get the penalty
@@ -73,9 +87,9 @@ class SknnNet(NeuralNetClassifier):
     -------
     Beside skorch's keys (``train_loss``, ``train_batch_size``,
     ``train_batch_count``, ``valid_*``, ``dur``...), each epoch records
-    ``train_acc`` (the sample-weighted training accuracy of the batches'
-    predictions) and ``train_samples``; the batch losses include the L2 term,
-    as scikit-learn's ``loss_curve_`` does.
+    ``train_samples`` and, for classification, ``train_acc`` (the
+    sample-weighted training accuracy of the batches' predictions); the batch
+    losses include the L2 term, as scikit-learn's ``loss_curve_`` does.
     """
 
     def __init__(self, module, *args, target_kind="multiclass",
@@ -220,12 +234,13 @@ class SknnNet(NeuralNetClassifier):
                 row["train_loss"] += penalty
         if rows:
             samples = sum(row["train_batch_size"] for row in rows)
-            weight = self._train_weight
-            total = samples if weight is None else float(weight.sum())
-            correct = float(torch.stack(self._correct).sum())
-            # weights summing to zero leave the weighted accuracy undefined
-            self.history.record("train_acc",
-                                correct / total if total else float("nan"))
+            if self._correct:  # classification
+                weight = self._train_weight
+                total = samples if weight is None else float(weight.sum())
+                correct = float(torch.stack(self._correct).sum())
+                # weights summing to zero leave the weighted accuracy undefined
+                self.history.record("train_acc",
+                                    correct / total if total else float("nan"))
             self.history.record("train_samples", samples)
         self._correct = []
         self.epochs_run_ += 1
@@ -236,18 +251,6 @@ class SknnNet(NeuralNetClassifier):
         for name in _TRANSIENT:
             if hasattr(self, name):
                 delattr(self, name)
-
-    def _correct_in(self, y_pred, batch):
-        """Correct predictions in a batch: a count, or the sum of the weights
-        of the correct samples (a 0-d tensor, left on the device)."""
-        X, y = batch
-        if self.target_kind == "multiclass":
-            correct = y_pred.argmax(dim=1) == y
-        else:
-            correct = ((y_pred > 0) == (y > 0.5)).all(dim=1)
-        if isinstance(X, Mapping):
-            return (correct * X["sample_weight"]).sum()
-        return correct.sum()
 
     def l2_penalty(self):
         """The L2 term the optimizer's weight decay stands for,
@@ -260,13 +263,6 @@ class SknnNet(NeuralNetClassifier):
             return 0.5 * coef * float(_squared_norm(l2_weights(self.module_)))
 
     # -------------------------------------------------------------- predict
-    def predict(self, X):
-        # NeuralNetClassifier.predict is the argmax of predict_proba; with one
-        # sigmoid per label, each label is predicted on its own
-        if self.target_kind == "multilabel":
-            return (self.predict_proba(X) > 0.5).astype(np.int64)
-        return super().predict(X)
-
     def forward_logits(self, X):
         """The module's outputs (logits) for a device tensor X, in batches of
         :data:`PREDICT_BATCH_SIZE` rows without autograd: the estimators'
@@ -285,6 +281,41 @@ class SknnNet(NeuralNetClassifier):
         logits = self.forward_logits(X)
         with torch.inference_mode():
             return self.predict_nonlinearity(logits)
+
+
+class SknnNet(SknnNetMixin, NeuralNetClassifier):
+    """skorch's ``NeuralNetClassifier`` with :class:`SknnNetMixin`: the net of
+    the classifiers, which also records the training accuracy."""
+
+    def _correct_in(self, y_pred, batch):
+        """Correct predictions in a batch: a count, or the sum of the weights
+        of the correct samples (a 0-d tensor, left on the device)."""
+        X, y = batch
+        if self.target_kind == "multiclass":
+            correct = y_pred.argmax(dim=1) == y
+        else:
+            correct = ((y_pred > 0) == (y > 0.5)).all(dim=1)
+        if isinstance(X, Mapping):
+            return (correct * X["sample_weight"]).sum()
+        return correct.sum()
+
+    def predict(self, X):
+        # NeuralNetClassifier.predict is the argmax of predict_proba; with one
+        # sigmoid per label, each label is predicted on its own
+        if self.target_kind == "multilabel":
+            return (self.predict_proba(X) > 0.5).astype(np.int64)
+        return super().predict(X)
+
+
+class SknnRegressorNet(SknnNetMixin, NeuralNetRegressor):
+    """skorch's ``NeuralNetRegressor`` with :class:`SknnNetMixin`: the net of
+    :class:`sknn.MLPRegressorTorch` (float targets of shape (n, n_outputs),
+    ``predict`` the outputs through ``predict_nonlinearity``)."""
+
+    def on_batch_end(self, net, batch=None, training=False, y_pred=None,
+                     **kwargs):
+        # no training accuracy to count
+        pass
 
 
 def output_probabilities(logits, kind, log=False):
@@ -384,5 +415,6 @@ def learning_rate(net):
     return net.optimizer_.param_groups[0]["lr"]
 
 
-__all__ = ["OUTPUTS", "PREDICT_BATCH_SIZE", "SknnNet", "learning_rate",
+__all__ = ["OUTPUTS", "PREDICT_BATCH_SIZE", "SknnNet", "SknnNetMixin",
+           "SknnRegressorNet", "learning_rate", "net_class",
            "output_probabilities", "restore_slim", "slim_copy"]

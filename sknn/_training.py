@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from skorch.callbacks import Callback
 from skorch.helper import predefined_split
@@ -43,12 +42,15 @@ from sknn._callbacks import (
     RestoreBestWeights,
     SklearnPrintLog,
     validation_accuracy,
+    validation_r2,
 )
 from sknn._data import BatchIterator, TensorDataset, as_target_tensor
+from sknn._fitted import fitted_attributes
 from sknn._modules import L2_PATTERNS
-from sknn._net import OUTPUTS, PREDICT_BATCH_SIZE, SknnNet
+from sknn._net import OUTPUTS, PREDICT_BATCH_SIZE, SknnNet, net_class
 from sknn._parallel import isolate_checkpoints
 from sknn._progress import EpochProgressBar
+from sknn._targets import REGRESSION_KINDS
 from sknn._threads import ThreadTuner, fit_threads
 
 #: the seed of a fit is ``check_random_state(random_state).randint(MAX_SEED)``,
@@ -111,6 +113,17 @@ class FitConfig:
         """Whether the fit holds out a validation set: scikit-learn ignores
         ``early_stopping`` for L-BFGS."""
         return bool(self.early_stopping) and self.stochastic
+
+    @property
+    def regression(self):
+        """Whether the net is a regressor (``sknn._targets.REGRESSION_KINDS``)."""
+        return self.output_kind in REGRESSION_KINDS
+
+    @property
+    def score_key(self):
+        """The history key of the validation score: scikit-learn's accuracy
+        for a classifier, R^2 for a regressor."""
+        return "valid_r2" if self.regression else "valid_acc"
 
 
 @dataclass
@@ -225,10 +238,13 @@ def resolve_batch_size(batch_size, n_samples):
 
 
 # ---------------------------------------------------------------- callbacks
-def _default_overrides():
+def _default_overrides(config):
     """The skorch default callbacks sknn replaces: sklearn-worded printing in
-    place of skorch's ``print_log`` table, and a sample-weighted ``valid_acc``,
-    as scikit-learn's validation score is."""
+    place of skorch's ``print_log`` table, and a classifier's sample-weighted
+    ``valid_acc``, as scikit-learn's validation score is (skorch's regressor
+    has no score: ``valid_r2`` is added to its callbacks)."""
+    if config.regression:
+        return {"print_log": SklearnPrintLog()}
     return {"print_log": SklearnPrintLog(), "valid_acc": validation_accuracy()}
 
 
@@ -279,10 +295,12 @@ def _callbacks(config):
     ``callbacks__<name>=None`` does.
     """
     c = config
-    defaults = _default_overrides()
+    defaults = _default_overrides(c)
     first = {"thread_tuner": ThreadTuner()}
+    if c.regression:
+        first["valid_r2"] = validation_r2()
     if c.validates:
-        first["sklearn_best_weights"] = RestoreBestWeights()
+        first["sklearn_best_weights"] = RestoreBestWeights(c.score_key)
     if c.progress_bar:
         first["progress_bar"] = EpochProgressBar()
     last = {}
@@ -291,7 +309,7 @@ def _callbacks(config):
             last["sklearn_invscaling"] = InvScalingLR(c.learning_rate_init,
                                                       c.power_t)
         last["sklearn_stopping"] = NoImprovementStopping(
-            monitor="valid_acc" if c.validates else "train_loss",
+            monitor=c.score_key if c.validates else "train_loss",
             tol=c.tol, n_iter_no_change=c.n_iter_no_change,
             adaptive=c.solver == "sgd" and c.learning_rate == "adaptive")
     last["ctrl_c"] = CtrlCWatch()
@@ -356,13 +374,14 @@ def build_net(config, batch_size=1, l2_coef=0.0, precision=(None, None)):
     """A new, initialized :class:`SknnNet` for ``config``."""
     c = config
     criterion, nonlinearity = OUTPUTS[c.output_kind]
-    net = SknnNet(
+    classes = {} if c.regression else {"classes": np.arange(max(c.n_outputs, 2))}
+    net = net_class(c.output_kind)(
         c.build_module(c.n_features, c.n_outputs),
         criterion=criterion,
         criterion__reduction="none",
         target_kind=c.output_kind,
         predict_nonlinearity=nonlinearity,
-        classes=np.arange(max(c.n_outputs, 2)),
+        **classes,
         max_epochs=c.max_iter,
         batch_size=batch_size,
         iterator_train=BatchIterator,
@@ -440,7 +459,7 @@ def torch_rng(seed, device):
 # ---------------------------------------------------------------- the call
 def _datasets(config, X, y, weight):
     """The training set and, with early stopping, scikit-learn's validation
-    split (stratified for a single output, as scikit-learn's), as device
+    split (stratified for a single-output classifier, as scikit-learn's), as device
     tensors."""
     device = config.device
     data = TensorDataset(
@@ -449,7 +468,7 @@ def _datasets(config, X, y, weight):
     if not config.validates:
         return data, None
     stratify = None
-    if config.n_outputs == 1:
+    if config.n_outputs == 1 and not config.regression:
         stratify = np.asarray(y).reshape(-1, 1) > 0.5
     train_idx, valid_idx = train_test_split(
         np.arange(len(data)), random_state=config.split_random_state,
@@ -536,84 +555,5 @@ def fit(config, X, y, weight, net=None):
     return FitResult(net, attributes, warnings + end_warnings)
 
 
-def _history_record(row):
-    """One epoch of skorch history as the ``history_`` record users read."""
-    record = {
-        "epoch": int(row["epoch"]),
-        "loss": float(row["train_loss"]),
-        "accuracy": float(row["train_acc"]),
-        "duration": float(row.get("dur", float("nan"))),
-    }
-    if "valid_loss" in row:
-        record["val_loss"] = float(row["valid_loss"])
-        record["val_accuracy"] = float(row["valid_acc"])
-    return record
-
-
-def fitted_attributes(net, config, interrupted):
-    """scikit-learn's fitted attributes from the net and its history, and the
-    warnings that end the fit, as scikit-learn's.
-
-    Returns
-    -------
-    attributes : dict
-        ``n_iter_``, ``loss_curve_``, ``loss_``, ``t_``, ``best_loss_``,
-        ``validation_scores_``, ``best_validation_score_``, ``history_``.
-    warnings : list of (message, category)
-    """
-    c = config
-    # epochs that ran to their end: a Ctrl-C can stop one midway
-    history = [row for row in net.history if "train_loss" in row]
-    n_iter = net.epochs_run_
-    lbfgs_state = {}
-    if not c.stochastic:
-        lbfgs_state = net.optimizer_.state[net.optimizer_.param_groups[0]["params"][0]]
-        n_iter = int(lbfgs_state.get("n_iter", 1))
-    loss_curve = [float(row["train_loss"]) for row in history]
-    stopping = dict(net.callbacks_).get("sklearn_stopping")
-    attributes = {
-        "n_iter_": n_iter,
-        "loss_curve_": loss_curve,
-        "loss_": loss_curve[-1] if history else np.nan,
-        "t_": int(sum(row["train_samples"] for row in history)),
-        "history_": [_history_record(row) for row in history],
-    }
-    if c.validates:
-        scores = [float(row["valid_acc"]) for row in history if "valid_acc" in row]
-        attributes.update(best_loss_=None, validation_scores_=scores,
-                          best_validation_score_=max(scores, default=-np.inf))
-    else:
-        attributes.update(
-            best_loss_=(stopping.best_ if stopping is not None
-                        else min(loss_curve, default=np.inf)),
-            validation_scores_=None, best_validation_score_=None)
-
-    if not all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):
-        raise ValueError(
-            "Solver produced non-finite parameter weights. The input data may "
-            "contain large values and need to be preprocessed.")
-    stopped = stopping is not None and stopping.stop_reason_ is not None
-    warnings = []
-    if interrupted:
-        warnings.append(("Training interrupted by user.", UserWarning))
-    elif not c.stochastic:
-        if n_iter >= c.max_iter or lbfgs_state.get("func_evals", 0) >= c.max_fun:
-            warnings.append((
-                "lbfgs failed to converge (status=1): STOP: TOTAL NO. OF "
-                "ITERATIONS REACHED LIMIT. Increase the number of iterations "
-                "(max_iter) or scale the data.", ConvergenceWarning))
-    elif (not c.incremental and not stopped and n_iter == c.max_iter
-          and (c.n_iter_no_change != np.inf or c.warm_start)):
-        # a fresh fit with n_iter_no_change=np.inf asks for exactly max_iter
-        # epochs (Keras' fit(epochs=...)): reaching them is the plan, not a
-        # failure. A warm start continues an earlier optimisation, which
-        # scikit-learn reports at max_iter whatever the patience (its own
-        # test_mlp_warm_start_no_convergence, run in test_sklearn_mlp.py)
-        warnings.append((
-            f"Stochastic Optimizer: Maximum iterations ({c.max_iter}) reached "
-            "and the optimization hasn't converged yet.", ConvergenceWarning))
-    return attributes, warnings
-
-
 __all__ = ["MAX_SEED", "FitConfig", "FitResult", "SknnNet", "build_net", "fit",
-           "torch_rng"]
+           "fitted_attributes", "torch_rng"]
