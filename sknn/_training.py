@@ -533,7 +533,10 @@ def fit(config, X, y, weight, net=None):
         _set_fit_params(
             net, train_split=None if valid is None else predefined_split(valid),
             iterator_train__generator=torch.Generator().manual_seed(c.seed),
-            iterator_train__transform=c.batch_transform)
+            iterator_train__transform=c.batch_transform,
+            # one batch of all the data: a permutation would change only the
+            # order of its sums (and so the float rounding from call to call)
+            iterator_train__shuffle=c.shuffle and batch_size < len(train))
         named = dict(net.callbacks_)
         bar = named.get("progress_bar")
         if isinstance(bar, EpochProgressBar):
