@@ -1,0 +1,89 @@
+"""MLPRegressorTorch where the classifier goes: Pipelines, target transforms,
+scikit-learn's searches, joblib in a fresh process."""
+
+import subprocess
+import sys
+import textwrap
+
+import joblib
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.datasets import make_regression
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sknn import MLPRegressorTorch
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def data():
+    # features and target on scales a network does not train on unscaled
+    X, y = make_regression(n_samples=120, n_features=5, noise=1.0, random_state=0)
+    return X * [1, 10, 100, 1000, 1e4], 500.0 + 200.0 * y
+
+
+def _reg(**kwargs):
+    return MLPRegressorTorch(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=300,
+                             random_state=0, device="cpu", **kwargs)
+
+
+def test_pipeline_and_transformed_target(data):
+    X, y = data
+    raw = _reg().fit(X, y).score(X, y)
+    model = TransformedTargetRegressor(
+        regressor=make_pipeline(StandardScaler(), _reg()),
+        transformer=StandardScaler()).fit(X, y)
+    # scaling X and y is what makes the problem learnable
+    assert model.score(X, y) > 0.95 > raw
+    # the pipeline's network saw the scaled target, its predictions come back
+    # in y's units
+    inner = model.regressor_
+    scaled = inner.predict(X)
+    assert abs(scaled.mean()) < 1 and abs(model.predict(X).mean() - y.mean()) < 50
+    assert_allclose(model.predict(X),
+                    model.transformer_.inverse_transform(scaled[:, None]).ravel())
+
+
+def test_grid_search_picks_by_r2(data):
+    X, y = data
+    X = StandardScaler().fit_transform(X)
+    y = (y - y.mean()) / y.std()
+    search = GridSearchCV(
+        MLPRegressorTorch(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=100,
+                          random_state=0, device="cpu"),
+        {"alpha": [1e-4, 100.0]}, cv=KFold(3), scoring="r2").fit(X, y)
+    scores = search.cv_results_["mean_test_score"]
+    # an alpha of 100 shrinks the weights to nothing: a worse R^2
+    assert scores[0] > scores[1] and search.best_params_ == {"alpha": 1e-4}
+    assert search.best_estimator_.score(X, y) == pytest.approx(search.score(X, y))
+
+
+def test_joblib_round_trip_in_a_fresh_process(data, tmp_path):
+    X, y = data
+    model = make_pipeline(StandardScaler(), _reg(early_stopping=False)).fit(X, y)
+    path = tmp_path / "reg.joblib"
+    joblib.dump(model, path)
+    np.save(tmp_path / "X.npy", X)
+    pred, X_file = str(tmp_path / "pred.npy"), str(tmp_path / "X.npy")
+    code = textwrap.dedent(f"""
+        import joblib, numpy as np
+        model = joblib.load({str(path)!r})
+        np.save({pred!r}, model.predict(np.load({X_file!r})))
+        reg = model[-1]
+        print(type(reg.net_).__name__, reg.n_outputs_, reg.out_activation_)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    assert out.split() == ["SknnRegressorNet", "1", "identity"]
+    assert_array_equal(np.load(tmp_path / "pred.npy"), model.predict(X))
+    # a loaded model keeps training: partial_fit from its weights
+    loaded = joblib.load(path)
+    before = loaded[-1].coefs_[0].copy()
+    loaded[-1].set_params(solver="sgd").partial_fit(
+        loaded[0].transform(X), y / y.std())
+    assert not np.array_equal(before, loaded[-1].coefs_[0])
