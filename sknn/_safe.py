@@ -51,6 +51,7 @@ _MAX_JSON_BYTES = 64 * 2**20
 SAFE_CLASSES = {
     "sknn.MLPClassifierTorch": ("sknn._mlp", "MLPClassifierTorch"),
     "sknn.CNNClassifier": ("sknn._cnn", "CNNClassifier"),
+    "sknn.MLPRegressorTorch": ("sknn._regressor", "MLPRegressorTorch"),
     "sknn.TargetEncoder": ("sknn._targets", "TargetEncoder"),
     "sknn.preprocessing.PixelScaler": ("sknn.preprocessing", "PixelScaler"),
     "sklearn.pipeline.Pipeline": ("sklearn.pipeline", "Pipeline"),
@@ -63,7 +64,8 @@ SAFE_CLASSES = {
     "sklearn.decomposition.PCA": ("sklearn.decomposition", "PCA"),
 }
 
-_ESTIMATORS = ("sknn.MLPClassifierTorch", "sknn.CNNClassifier")
+_ESTIMATORS = ("sknn.MLPClassifierTorch", "sknn.CNNClassifier",
+               "sknn.MLPRegressorTorch")
 #: fitted attributes that are not saved: the net is the weights, and
 #: ``_rebuild`` derives the rest from them
 _NOT_SAVED = {"net_", "device_", "coefs_", "intercepts_", "n_layers_"}
@@ -101,7 +103,7 @@ def save(model, path):
 
     Parameters
     ----------
-    model : MLPClassifierTorch, CNNClassifier or Pipeline
+    model : MLPClassifierTorch, CNNClassifier, MLPRegressorTorch or Pipeline
         A fitted sknn classifier, or a fitted Pipeline of the transformers in
         ``sknn._safe.SAFE_CLASSES`` (StandardScaler, MinMaxScaler, MaxAbsScaler,
         RobustScaler, Normalizer, PCA, ``sknn.preprocessing.PixelScaler``)
@@ -308,7 +310,7 @@ def load(path):
 
     Returns
     -------
-    model : MLPClassifierTorch, CNNClassifier or Pipeline
+    model : MLPClassifierTorch, CNNClassifier, MLPRegressorTorch or Pipeline
         The fitted model, on the CPU. ``predict_proba`` gives what the saved
         model gave; ``partial_fit`` and ``fit`` with ``warm_start=True``
         continue training from the saved weights (with a new optimizer).
@@ -474,9 +476,12 @@ class _Reader:
 
     def rebuild(self, estimator, node, attributes):
         import torch
+        from sklearn.base import is_regressor
         from skorch.history import History
 
-        missing = {"target_encoder_", "classes_", "n_features_in_"} - set(attributes)
+        targets = (("n_outputs_", "out_activation_") if is_regressor(estimator)
+                   else ("target_encoder_", "classes_"))
+        missing = {*targets, "n_features_in_"} - set(attributes)
         if missing:
             raise SafeFormatError(f"the estimator lacks {sorted(missing)}")
         # all fitted metadata first (input shape, target encoding, input dtype

@@ -87,3 +87,28 @@ def test_joblib_round_trip_in_a_fresh_process(data, tmp_path):
     loaded[-1].set_params(solver="sgd").partial_fit(
         loaded[0].transform(X), y / y.std())
     assert not np.array_equal(before, loaded[-1].coefs_[0])
+
+
+def test_sknn_save_and_load(data, tmp_path):
+    import sknn
+
+    X, y = data
+    Y = np.c_[y, -y] / y.std()
+    model = make_pipeline(StandardScaler(), MLPRegressorTorch(
+        hidden_layer_sizes=(8,), batch_norm=True, max_iter=5, random_state=0,
+        device="cpu")).fit(X, Y)
+    sknn.save(model, tmp_path / "reg.sknn")
+    loaded = sknn.load(tmp_path / "reg.sknn")
+    assert_array_equal(loaded.predict(X), model.predict(X))
+    reg = loaded[-1]
+    assert type(reg) is MLPRegressorTorch and reg.n_outputs_ == 2
+    assert reg.loss_curve_ == model[-1].loss_curve_
+    assert type(reg.net_).__name__ == "SknnRegressorNet"
+    # a Poisson model keeps its exponential output
+    Xs = X / X.std(axis=0)
+    counts = MLPRegressorTorch(loss="poisson", hidden_layer_sizes=(4,), max_iter=3,
+                               random_state=0, device="cpu").fit(Xs, np.abs(Y[:, 0]))
+    sknn.save(counts, tmp_path / "counts.sknn")
+    again = sknn.load(tmp_path / "counts.sknn")
+    assert again.out_activation_ == "exp"
+    assert_array_equal(again.predict(Xs), counts.predict(Xs))
