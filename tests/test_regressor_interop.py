@@ -112,3 +112,31 @@ def test_sknn_save_and_load(data, tmp_path):
     again = sknn.load(tmp_path / "counts.sknn")
     assert again.out_activation_ == "exp"
     assert_array_equal(again.predict(Xs), counts.predict(Xs))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"batch_norm": True, "dropout": 0.2},
+                                    {"loss": "poisson"}])
+def test_onnx_agrees_with_predict(data, kwargs):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("skl2onnx")
+    import sknn
+
+    X, y = data
+    # two outputs, one, and non-negative counts for the Poisson loss
+    y = np.c_[y, -y] / y.std() if not kwargs else np.abs(y / y.std())
+    X_scaled = StandardScaler().fit_transform(X)
+
+    def reg():
+        return MLPRegressorTorch(hidden_layer_sizes=(8,), max_iter=5,
+                                 random_state=0, device="cpu", **kwargs)
+
+    for model, Xm in ((make_pipeline(StandardScaler(), reg()).fit(X, y), X),
+                      (reg().fit(X_scaled, y), X_scaled)):
+        onx = sknn.to_onnx(model, Xm[:1])
+        session = ort.InferenceSession(onx.SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        assert [o.name for o in session.get_outputs()] == ["variable"]
+        (out,) = session.run(None, {"X": Xm.astype(np.float32)})
+        expected = model.predict(Xm)
+        assert out.shape == (len(X), 1 if expected.ndim == 1 else 2)
+        assert_allclose(out.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)
