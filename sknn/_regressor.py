@@ -124,7 +124,8 @@ class MLPRegressorTorch(MLPLayersMixin, RegressorMixin, BaseTorchEstimator):
     >>> X, y = make_regression(n_samples=200, n_features=5, noise=1.0,
     ...                        random_state=0)
     >>> X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
-    >>> reg = MLPRegressorTorch(solver="lbfgs", max_iter=500, random_state=0,
+    >>> reg = MLPRegressorTorch(hidden_layer_sizes=(16,), solver="lbfgs",
+    ...                         max_iter=1000, random_state=0,
     ...                         device="cpu").fit(X_train, y_train)
     >>> reg.predict(X_test[:2]).shape
     (2,)
