@@ -140,3 +140,26 @@ def test_onnx_agrees_with_predict(data, kwargs):
         expected = model.predict(Xm)
         assert out.shape == (len(X), 1 if expected.ndim == 1 else 2)
         assert_allclose(out.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_plot_history_of_a_regressor(data, tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sknn.plotting import plot_history
+
+    X, y = data
+    X = StandardScaler().fit_transform(X)
+    y = (y - y.mean()) / y.std()
+    reg = MLPRegressorTorch(hidden_layer_sizes=(8,), max_iter=4, early_stopping=True,
+                            random_state=0, device="cpu").fit(X, y)
+    fig = plot_history(reg, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    loss_ax, r2_ax = fig.axes
+    assert [line.get_label() for line in loss_ax.lines] == ["train", "validation"]
+    # the R^2 panel shows the validation scores, there is no training R^2
+    assert list(r2_ax.lines[0].get_ydata()) == reg.validation_scores_
+    plain = MLPRegressorTorch(hidden_layer_sizes=(8,), max_iter=2, random_state=0,
+                              device="cpu").fit(X, y)
+    assert len(plot_history(plain).axes) == 1
