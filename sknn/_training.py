@@ -62,7 +62,7 @@ MAX_SEED = np.iinfo(np.int32).max
 @dataclass(frozen=True)
 class FitConfig:
     """Everything a fit reads: the estimator's parameters, resolved, and its
-    hooks. Built by ``BaseTorchClassifier._fit_config``."""
+    hooks. Built by ``BaseTorchEstimator._fit_config``."""
 
     # the network and its data: the estimator's hooks
     build_module: Callable[[int, int], torch.nn.Module]
