@@ -10,12 +10,14 @@ import torch
 
 
 class HalfSquaredError(torch.nn.Module):
-    """``0.5 * (y_pred - y) ** 2`` averaged over the outputs, per sample.
+    """``0.5 * (y_pred - y) ** 2`` summed over the outputs, per sample.
 
-    scikit-learn's ``squared_loss`` is ``0.5 * np.average((y - p) ** 2,
-    weights=w, axis=0).mean()``: the half squared error averaged over samples
-    and then over outputs, which is the weighted sample mean of this
-    per-sample value.
+    scikit-learn's gradient is that of this sum (its output error is
+    ``y_pred - y`` for every output), while the loss it reports,
+    ``squared_loss``, is ``0.5 * np.average((y - p) ** 2, weights=w,
+    axis=0).mean()``: averaged over the outputs. sknn trains on the sum, so
+    that its steps are scikit-learn's, and its net reports the loss divided by
+    the number of outputs (``SknnRegressorNet``'s ``loss_scale``).
     """
 
     def __init__(self, reduction="none"):
@@ -23,7 +25,7 @@ class HalfSquaredError(torch.nn.Module):
         self.reduction = reduction
 
     def forward(self, y_pred, y_true):
-        per_sample = 0.5 * (y_pred - y_true).pow(2).mean(dim=1)
+        per_sample = 0.5 * (y_pred - y_true).pow(2).sum(dim=1)
         return _reduce(per_sample, self.reduction)
 
 

@@ -310,7 +310,39 @@ class SknnNet(SknnNetMixin, NeuralNetClassifier):
 class SknnRegressorNet(SknnNetMixin, NeuralNetRegressor):
     """skorch's ``NeuralNetRegressor`` with :class:`SknnNetMixin`: the net of
     :class:`sknn.MLPRegressorTorch` (float targets of shape (n, n_outputs),
-    ``predict`` the outputs through ``predict_nonlinearity``)."""
+    ``predict`` the outputs through ``predict_nonlinearity``).
+
+    Extra parameter
+    ---------------
+    loss_scale : float
+        The recorded losses (``train_loss``, ``valid_loss``) are the optimized
+        data loss times ``loss_scale``: ``1 / n_outputs`` for the squared
+        error, which scikit-learn differentiates summed over the outputs but
+        reports averaged over them.
+    """
+
+    def __init__(self, module, *args, loss_scale=1.0, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.loss_scale = loss_scale
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None,
+                     **kwargs):
+        # the batch losses as scikit-learn reports them, before the mixin
+        # adds the L2 term and skorch's scorers average them
+        if self.loss_scale != 1:
+            inner = 0.0
+            if self.penalty_in_loss:  # L-BFGS: the L2 term is in the loss
+                with torch.no_grad():
+                    inner = 0.5 * self.penalty_in_loss * float(
+                        _squared_norm(l2_weights(self.module_)))
+            for row in self.history[-1]["batches"]:
+                if "train_loss" in row:
+                    row["train_loss"] = ((row["train_loss"] - inner)
+                                         * self.loss_scale + inner)
+                if "valid_loss" in row:
+                    row["valid_loss"] *= self.loss_scale
+        super().on_epoch_end(net, dataset_train=dataset_train,
+                             dataset_valid=dataset_valid, **kwargs)
 
     def on_batch_end(self, net, batch=None, training=False, y_pred=None,
                      **kwargs):

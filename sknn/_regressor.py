@@ -110,11 +110,11 @@ class MLPRegressorTorch(MLPLayersMixin, RegressorMixin, BaseTorchEstimator):
 
     Notes
     -----
-    scikit-learn's loss for several outputs is the mean over the outputs, but
-    its gradient is that of their sum; sknn trains on the loss it reports, so
-    with several outputs its gradient is scikit-learn's divided by the number
-    of outputs (the same minimum without the L2 term; Adam is invariant to
-    the scale).
+    For several outputs, scikit-learn reports the squared error averaged over
+    the outputs (``loss_``, ``loss_curve_``) but its gradient is that of their
+    sum. sknn does the same: it trains on the sum (so its steps are
+    scikit-learn's) and reports the average. L-BFGS minimizes that sum plus
+    the L2 term, the objective whose gradient scikit-learn uses.
 
     Examples
     --------

@@ -374,14 +374,18 @@ def build_net(config, batch_size=1, l2_coef=0.0, precision=(None, None)):
     """A new, initialized :class:`SknnNet` for ``config``."""
     c = config
     criterion, nonlinearity = OUTPUTS[c.output_kind]
-    classes = {} if c.regression else {"classes": np.arange(max(c.n_outputs, 2))}
+    if c.regression:  # scikit-learn reports the squared error per output
+        kind_params = {"loss_scale": (1.0 / c.n_outputs
+                                      if c.output_kind == "continuous" else 1.0)}
+    else:
+        kind_params = {"classes": np.arange(max(c.n_outputs, 2))}
     net = net_class(c.output_kind)(
         c.build_module(c.n_features, c.n_outputs),
         criterion=criterion,
         criterion__reduction="none",
         target_kind=c.output_kind,
         predict_nonlinearity=nonlinearity,
-        **classes,
+        **kind_params,
         max_epochs=c.max_iter,
         batch_size=batch_size,
         iterator_train=BatchIterator,
