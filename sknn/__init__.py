@@ -14,13 +14,14 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["CNNClassifier", "MLPClassifierTorch", "SafeFormatError", "__version__",
-           "load", "save", "to_onnx"]
+__all__ = ["CNNClassifier", "MLPClassifierTorch", "MLPRegressorTorch",
+           "SafeFormatError", "__version__", "load", "save", "to_onnx"]
 
 #: public name -> the module that defines it, imported on first use (the
 #: deployment functions need the optional extra sknn[deploy]: onnx, skl2onnx,
 #: safetensors)
 _LAZY = {"MLPClassifierTorch": "sknn._mlp", "CNNClassifier": "sknn._cnn",
+         "MLPRegressorTorch": "sknn._regressor",
          "to_onnx": "sknn._onnx", "save": "sknn._safe", "load": "sknn._safe",
          "SafeFormatError": "sknn._safe"}
 

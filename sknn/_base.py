@@ -1,14 +1,14 @@
-"""BaseTorchClassifier: the scikit-learn contract MLPClassifierTorch and
-CNNClassifier share.
+"""BaseTorchEstimator: the scikit-learn contract sknn's estimators share, and
+BaseTorchClassifier, what MLPClassifierTorch and CNNClassifier add to it.
 
-Parameters and their constraints, ``fit``/``partial_fit``/``predict*``/``score``,
-tags, the encoding of targets and weights, every fitted attribute, and
-scikit-learn's private attributes that its own tests read. Training is one
-call into ``sknn._training``: a frozen ``FitConfig`` in (``_fit_config``), a
-``FitResult`` out (the net, the fitted attributes, the warnings), which
-``_fit`` assigns and emits. torch and skorch are imported when a model is
-fitted, predicts or is loaded, not with the class: ``get_params``, ``clone``
-and ``repr`` need neither.
+The base holds the parameters and their constraints, the validation of X,
+``fit``, tags, pickling and scikit-learn's private attributes that its own
+tests read; the classifier base holds ``classes_``, the encoding of targets
+and class weights, ``partial_fit(..., classes)`` and ``predict*``
+(``sknn._regressor`` is the regressor's counterpart). Training is one call into
+``sknn._training``. torch and skorch are imported when a model is fitted,
+predicts or is loaded, not with the class: ``get_params``, ``clone`` and
+``repr`` need neither.
 
 Subclasses provide ``_build_module`` (and may count its parameters without
 building it, ``_n_parameters``) and, for images, the input layout hooks
@@ -72,8 +72,12 @@ def _check_float32_range(X):
             "sklearn.preprocessing.StandardScaler.")
 
 
-class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
-    """Shared machinery of the sknn classifiers. Not for direct use."""
+class BaseTorchEstimator(CallbackSupportMixin, BaseEstimator):
+    """Shared machinery of the sknn estimators. Not for direct use.
+
+    Subclasses provide ``_encode_targets`` (y for the loss, per-sample
+    weights, ``n_outputs_`` and ``out_activation_``) and ``_output_spec``.
+    """
 
     _parameter_constraints: dict = {
         "activation": [StrOptions(set(_options.ACTIVATIONS))],
@@ -107,7 +111,6 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
         "weight_init": [StrOptions(set(_options.WEIGHT_INITS))],
-        "class_weight": [StrOptions({"balanced"}), dict, None],
         "device": [str],
         "precision": [StrOptions(set(_options.PRECISIONS))],
         "callbacks": [list, tuple, None],
@@ -145,6 +148,16 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
     def _set_layer_attributes(self):
         """Architecture attributes (``coefs_``, ``n_layers_``...) from ``net_``."""
+
+    def _output_spec(self):
+        """``(n_outputs, output_kind)``: the network's outputs and their kind
+        (``sknn._targets.KINDS``), once targets are encoded."""
+        raise NotImplementedError
+
+    def _encode_targets(self, y, sample_weight, incremental, first_call):
+        """``(y for the loss, per-sample weights or None)``; sets
+        ``n_outputs_`` and ``out_activation_``."""
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- data
     def _validate_X(self, X, reset=False):
@@ -202,28 +215,6 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             warn_external(*warning)
         return size
 
-    def _encode_targets(self, y, incremental, first_call):
-        """y encoded for the loss; ``classes_`` learnt, or checked against the
-        previous call's, as scikit-learn's MLP does."""
-        if (first_call or not hasattr(self, "target_encoder_")
-                or (not self.warm_start and not incremental)):
-            classes = self.classes_ if first_call else None
-            self.target_encoder_ = TargetEncoder(classes=classes).fit(y)
-            self.classes_ = self.target_encoder_.classes_
-        else:
-            classes = unique_labels(y)
-            if self.warm_start:
-                if set(classes) != set(self.classes_):
-                    raise ValueError(
-                        "warm_start can only be used where `y` has the same "
-                        "classes as in the previous call to fit. Previously got "
-                        f"{self.classes_}, `y` has {classes}")
-            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
-                raise ValueError(
-                    "`y` has classes not in `self.classes_`. `self.classes_` has "
-                    f"{self.classes_}. 'y' has {classes}.")
-        return self.target_encoder_.transform(y)
-
     # ---------------------------------------------------------------- training
     @with_callbacks
     @_fit_context(prefer_skip_nested_validation=True)
@@ -253,7 +244,186 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 f"{self.solver!r} is not stochastic.")
         return True
 
-    @available_if(_check_solver)
+    def _fit(self, X, y, sample_weight, incremental, first_call=False):
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        reset = not hasattr(self, "net_") or (not self.warm_start and not incremental)
+        X, y = self._validate_Xy(X, y, reset=reset)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        y_encoded, weight = self._encode_targets(y, sample_weight, incremental,
+                                                 first_call)
+        from sknn import _training
+
+        # the seed, then the validation split, from one RandomState
+        random_state = check_random_state(self.random_state)
+        seed = int(random_state.randint(_training.MAX_SEED))
+        if reset or not hasattr(self, "device_"):
+            from sknn._parallel import resolve_device
+
+            self.device_ = resolve_device(self.device)
+        config = self._fit_config(X.shape[1], incremental=incremental, seed=seed,
+                                  split_random_state=random_state)
+        # scikit-learn's callbacks (1.9+) see the fit end with every fitted
+        # attribute set
+        with fit_task(self, X, y, sample_weight, incremental):
+            result = _training.fit(config, X, y_encoded, weight,
+                                   net=None if reset else self.net_)
+            self.net_ = result.net
+            for name, value in result.attributes.items():
+                setattr(self, name, value)
+            self._set_layer_attributes()
+        for message, category in result.warnings:
+            warn_external(message, category)
+        return self
+
+    def _fit_config(self, n_features, incremental=False, seed=0,
+                    split_random_state=None):
+        """The frozen configuration of a fit (``sknn._training.FitConfig``):
+        the parameters training reads and this estimator's hooks."""
+        from sknn._training import FitConfig
+
+        n_outputs, output_kind = self._output_spec()
+        return FitConfig(
+            build_module=self._build_module,
+            input_tensor=self._input_tensor,
+            batch_transform=self._batch_transform(),
+            batch_work=self._batch_work,
+            count_parameters=self._n_parameters,
+            n_features=n_features,
+            n_outputs=n_outputs,
+            output_kind=output_kind,
+            estimator_name=type(self).__name__,
+            **{name: getattr(self, name) for name in _FIT_PARAMETERS},
+            callbacks=tuple(self.callbacks or ()),
+            seed=seed,
+            split_random_state=split_random_state,
+            device=self.device_,
+            incremental=incremental,
+        )
+
+    def _rebuild(self, module_state):
+        """Build ``net_`` on the CPU from fitted metadata and load the weights.
+
+        For loaders that restore a model without pickle (``sknn.load``). Set
+        ``target_encoder_`` and ``classes_`` (a classifier) or ``n_outputs_``
+        (a regressor), ``n_features_in_`` (and
+        ``feature_names_in_``, and ``input_shape_`` for images) first;
+        ``module_state`` is the module's ``state_dict``. Sets ``net_``,
+        ``device_`` and the architecture attributes (``coefs_``, ...); the
+        history attributes (``loss_curve_``, ``n_iter_``...) are the caller's.
+        The optimizer is new: ``partial_fit`` and a warm-started ``fit``
+        continue from the loaded weights.
+        """
+        from sknn import _training
+
+        self.device_ = "cpu"
+        with _training.torch_rng(0, "cpu"):
+            self.net_ = _training.build_net(self._fit_config(self.n_features_in_))
+        self.net_.module_.load_state_dict(module_state)
+        self._set_layer_attributes()
+        return self
+
+    # -------------------------------------------------------------- prediction
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "net_")
+
+    # ---------------------------------------------------------------- sklearn
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    @property
+    def _no_improvement_count(self):
+        # scikit-learn's private counter, which its own tests read
+        stopping = dict(self.net_.callbacks_).get("sklearn_stopping")
+        if stopping is None:
+            raise AttributeError("no sklearn_stopping callback in this fit")
+        return stopping.no_improvement_count_
+
+    @property
+    def _optimizer(self):
+        # what scikit-learn's own tests read of its private optimizer object
+        from sknn._net import learning_rate
+
+        return SimpleNamespace(learning_rate=learning_rate(self.net_))
+
+    # ------------------------------------------------------------ pickling
+    def __getstate__(self):
+        """What a pickle (``joblib.dump``) holds: what prediction needs.
+
+        The net goes without its optimizer's state (Adam's moments are twice
+        the weights) and its per-batch history records, and ``coefs_`` and
+        ``intercepts_`` (copies of the weights) are rebuilt on load. A loaded
+        model predicts identically; ``partial_fit`` and a warm-started ``fit``
+        continue from its weights with a new optimizer. For an exact resume of
+        training, use skorch's ``Checkpoint`` and ``LoadInitState``.
+        """
+        # a copy: object.__getstate__ may hand back the instance's own dict
+        state = dict(super().__getstate__())
+        if "net_" in state:
+            from sknn._net import slim_copy
+
+            state["net_"] = slim_copy(state["net_"])
+            for derived in DERIVED_ATTRIBUTES:
+                state.pop(derived, None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "net_" not in self.__dict__:
+            return
+        from sknn._net import restore_slim
+        from sknn._parallel import map_location
+
+        # skorch maps the net's tensors; the estimator's device follows it
+        self.device_ = map_location(self.device_)
+        self.net_.device = self.device_
+        restore_slim(self.net_)
+        self._set_layer_attributes()
+
+
+class BaseTorchClassifier(ClassifierMixin, BaseTorchEstimator):
+    """Shared machinery of the sknn classifiers. Not for direct use."""
+
+    _parameter_constraints: dict = {
+        **BaseTorchEstimator._parameter_constraints,
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+    }
+
+    def _output_spec(self):
+        return self.target_encoder_.n_outputs_, self.target_encoder_.output_kind
+
+    def _encode_targets(self, y, sample_weight, incremental, first_call):
+        """y encoded for the loss and the per-sample weights (sample and class
+        weights); ``classes_`` learnt, or checked against the previous call's,
+        as scikit-learn's MLP does."""
+        if (first_call or not hasattr(self, "target_encoder_")
+                or (not self.warm_start and not incremental)):
+            classes = self.classes_ if first_call else None
+            self.target_encoder_ = TargetEncoder(classes=classes).fit(y)
+            self.classes_ = self.target_encoder_.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same "
+                        "classes as in the previous call to fit. Previously got "
+                        f"{self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    "`y` has classes not in `self.classes_`. `self.classes_` has "
+                    f"{self.classes_}. 'y' has {classes}.")
+        y_encoded = self.target_encoder_.transform(y)
+        self.n_outputs_ = self.target_encoder_.n_outputs_
+        self.out_activation_ = self.target_encoder_.out_activation_
+        return y_encoded, sample_weights(self.target_encoder_, y_encoded,
+                                         sample_weight, self.class_weight)
+
+
+    @available_if(BaseTorchEstimator._check_solver)
     @with_callbacks
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
@@ -283,91 +453,7 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=True,
                          first_call=first_call)
 
-    def _fit(self, X, y, sample_weight, incremental, first_call=False):
-        if incremental and self.early_stopping:
-            raise ValueError("partial_fit does not support early_stopping=True")
-        reset = not hasattr(self, "net_") or (not self.warm_start and not incremental)
-        X, y = self._validate_Xy(X, y, reset=reset)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X)
-        y_encoded = self._encode_targets(y, incremental, first_call)
-        weight = sample_weights(self.target_encoder_, y_encoded, sample_weight,
-                                self.class_weight)
-        from sknn import _training
-
-        # the seed, then the validation split, from one RandomState
-        random_state = check_random_state(self.random_state)
-        seed = int(random_state.randint(_training.MAX_SEED))
-        if reset or not hasattr(self, "device_"):
-            from sknn._parallel import resolve_device
-
-            self.device_ = resolve_device(self.device)
-        config = self._fit_config(X.shape[1], incremental=incremental, seed=seed,
-                                  split_random_state=random_state)
-        # scikit-learn's callbacks (1.9+) see the fit end with every fitted
-        # attribute set
-        with fit_task(self, X, y, sample_weight, incremental):
-            result = _training.fit(config, X, y_encoded, weight,
-                                   net=None if reset else self.net_)
-            self.net_ = result.net
-            for name, value in result.attributes.items():
-                setattr(self, name, value)
-            self.n_outputs_ = self.target_encoder_.n_outputs_
-            self.out_activation_ = self.target_encoder_.out_activation_
-            self._set_layer_attributes()
-        for message, category in result.warnings:
-            warn_external(message, category)
-        return self
-
-    def _fit_config(self, n_features, incremental=False, seed=0,
-                    split_random_state=None):
-        """The frozen configuration of a fit (``sknn._training.FitConfig``):
-        the parameters training reads and this estimator's hooks."""
-        from sknn._training import FitConfig
-
-        return FitConfig(
-            build_module=self._build_module,
-            input_tensor=self._input_tensor,
-            batch_transform=self._batch_transform(),
-            batch_work=self._batch_work,
-            count_parameters=self._n_parameters,
-            n_features=n_features,
-            n_outputs=self.target_encoder_.n_outputs_,
-            output_kind=self.target_encoder_.output_kind,
-            estimator_name=type(self).__name__,
-            **{name: getattr(self, name) for name in _FIT_PARAMETERS},
-            callbacks=tuple(self.callbacks or ()),
-            seed=seed,
-            split_random_state=split_random_state,
-            device=self.device_,
-            incremental=incremental,
-        )
-
-    def _rebuild(self, module_state):
-        """Build ``net_`` on the CPU from fitted metadata and load the weights.
-
-        For loaders that restore a model without pickle (``sknn.load``). Set
-        ``target_encoder_``, ``classes_``, ``n_features_in_`` (and
-        ``feature_names_in_``, and ``input_shape_`` for images) first;
-        ``module_state`` is the module's ``state_dict``. Sets ``net_``,
-        ``device_`` and the architecture attributes (``coefs_``, ...); the
-        history attributes (``loss_curve_``, ``n_iter_``...) are the caller's.
-        The optimizer is new: ``partial_fit`` and a warm-started ``fit``
-        continue from the loaded weights.
-        """
-        from sknn import _training
-
-        self.device_ = "cpu"
-        with _training.torch_rng(0, "cpu"):
-            self.net_ = _training.build_net(self._fit_config(self.n_features_in_))
-        self.net_.module_.load_state_dict(module_state)
-        self._set_layer_attributes()
-        return self
-
     # -------------------------------------------------------------- prediction
-    def __sklearn_is_fitted__(self):
-        return hasattr(self, "net_")
-
     def _outputs(self, X, log=False):
         if not hasattr(self, "net_"):  # check_is_fitted's tags cost ~6 us
             check_is_fitted(self)
@@ -428,58 +514,7 @@ class BaseTorchClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         return self.target_encoder_.inverse_transform(proba)
 
-    # ---------------------------------------------------------------- sklearn
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
-        tags.input_tags.sparse = True
         return tags
-
-    @property
-    def _no_improvement_count(self):
-        # scikit-learn's private counter, which its own tests read
-        stopping = dict(self.net_.callbacks_).get("sklearn_stopping")
-        if stopping is None:
-            raise AttributeError("no sklearn_stopping callback in this fit")
-        return stopping.no_improvement_count_
-
-    @property
-    def _optimizer(self):
-        # what scikit-learn's own tests read of its private optimizer object
-        from sknn._net import learning_rate
-
-        return SimpleNamespace(learning_rate=learning_rate(self.net_))
-
-    # ------------------------------------------------------------ pickling
-    def __getstate__(self):
-        """What a pickle (``joblib.dump``) holds: what prediction needs.
-
-        The net goes without its optimizer's state (Adam's moments are twice
-        the weights) and its per-batch history records, and ``coefs_`` and
-        ``intercepts_`` (copies of the weights) are rebuilt on load. A loaded
-        model predicts identically; ``partial_fit`` and a warm-started ``fit``
-        continue from its weights with a new optimizer. For an exact resume of
-        training, use skorch's ``Checkpoint`` and ``LoadInitState``.
-        """
-        # a copy: object.__getstate__ may hand back the instance's own dict
-        state = dict(super().__getstate__())
-        if "net_" in state:
-            from sknn._net import slim_copy
-
-            state["net_"] = slim_copy(state["net_"])
-            for derived in DERIVED_ATTRIBUTES:
-                state.pop(derived, None)
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "net_" not in self.__dict__:
-            return
-        from sknn._net import restore_slim
-        from sknn._parallel import map_location
-
-        # skorch maps the net's tensors; the estimator's device follows it
-        self.device_ = map_location(self.device_)
-        self.net_.device = self.device_
-        restore_slim(self.net_)
-        self._set_layer_attributes()

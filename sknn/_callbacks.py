@@ -46,9 +46,10 @@ class NoImprovementStopping(Callback):
 
     Parameters
     ----------
-    monitor : {'train_loss', 'valid_acc'}
+    monitor : {'train_loss', 'valid_acc', 'valid_r2'}
         The training loss (lower is better) when ``early_stopping=False``, the
-        validation accuracy (higher is better) when it is True.
+        validation accuracy or, for a regressor, R^2 (higher is better) when it
+        is True.
     tol : float
     n_iter_no_change : int or inf
     adaptive : bool
@@ -75,7 +76,7 @@ class NoImprovementStopping(Callback):
 
     @property
     def _higher_is_better(self):
-        return self.monitor.endswith("acc")
+        return self.monitor.endswith(("acc", "r2"))
 
     def initialize(self):
         self.best_ = -np.inf if self._higher_is_better else np.inf
@@ -122,16 +123,20 @@ class NoImprovementStopping(Callback):
 
 class RestoreBestWeights(Callback):
     """scikit-learn's early stopping keeps the weights of the epoch with the
-    best validation accuracy: copy them whenever ``valid_acc_best`` is set and
-    put them back when training ends (before any user callback saves the
-    final weights)."""
+    best validation score: copy them whenever ``<monitor>_best`` (skorch's
+    flag of the scorer, ``valid_acc_best`` for a classifier, ``valid_r2_best``
+    for a regressor) is set and put them back when training ends (before any
+    user callback saves the final weights)."""
+
+    def __init__(self, monitor="valid_acc"):
+        self.monitor = monitor
 
     def initialize(self):
         self.best_state_ = None
         return self
 
     def on_epoch_end(self, net, **kwargs):
-        if net.history[-1].get("valid_acc_best"):
+        if net.history[-1].get(f"{self.monitor}_best"):
             self.best_state_ = {k: v.detach().clone()
                                 for k, v in net.module_.state_dict().items()}
 
@@ -225,8 +230,9 @@ class SklearnPrintLog(Callback):
             return
         row = net.history[-1]
         echo(f"Iteration {row['epoch']}, loss = {row['train_loss']:.8f}")
-        if "valid_acc" in row:
-            echo(f"Validation score: {row['valid_acc']:f}")
+        for key in ("valid_acc", "valid_r2"):
+            if key in row:
+                echo(f"Validation score: {row[key]:f}")
 
 
 def weighted_accuracy(net, X, y):
@@ -294,15 +300,21 @@ def check_callbacks(callbacks):
                 f"{type(callback).__name__}.")
 
 
-def history_record(row):
-    """One epoch of skorch history as the ``history_`` record users read."""
-    record = {
-        "epoch": int(row["epoch"]),
-        "loss": float(row["train_loss"]),
-        "accuracy": float(row["train_acc"]),
-        "duration": float(row.get("dur", float("nan"))),
-    }
-    if "valid_loss" in row:
-        record["val_loss"] = float(row["valid_loss"])
-        record["val_accuracy"] = float(row["valid_acc"])
-    return record
+def weighted_r2(net, X, y):
+    """R^2 on the validation set, weighted by its sample weights, as
+    scikit-learn's MLPRegressor scores its validation set (a skorch scorer);
+    NaN where the predictions are not finite, as scikit-learn's."""
+    from sklearn.metrics import r2_score
+
+    weight = getattr(X, "weight", None)
+    if weight is not None:
+        weight = weight.cpu().numpy()
+    y_pred = np.asarray(net.predict(X), dtype=np.float64)
+    if not np.isfinite(y_pred).all():
+        return np.nan
+    return r2_score(np.asarray(y, dtype=np.float64), y_pred, sample_weight=weight)
+
+
+def validation_r2():
+    """The ``valid_r2`` scorer of a regressor's early stopping."""
+    return EpochScoring(weighted_r2, name="valid_r2", lower_is_better=False)

@@ -9,8 +9,48 @@ from sknn._compat import Interval
 from sknn._docstrings import fill_doc
 
 
+class MLPLayersMixin:
+    """The fully connected network of the MLP estimators: its module from
+    ``hidden_layer_sizes``, ``activation``, ``dropout``, ``batch_norm`` and
+    ``weight_init``, and scikit-learn's ``coefs_``, ``intercepts_`` and
+    ``n_layers_`` read from it."""
+
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
+        if any(int(s) <= 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+        return tuple(int(s) for s in sizes)
+
+    def _build_module(self, n_features, n_outputs):
+        from sknn._modules import MLPModule, init_weights
+
+        module = MLPModule(
+            n_features, self._hidden_sizes(), n_outputs, activation=self.activation,
+            dropout=self.dropout, batch_norm=self.batch_norm)
+        return init_weights(module, self.weight_init, self.activation)
+
+    def _n_parameters(self, n_features, n_outputs):
+        # counted, not built: a fit checks the network against the memory
+        # before allocating it, and building it on 'meta' costs ~1 ms a fit
+        hidden = self._hidden_sizes()
+        sizes = [n_features, *hidden, n_outputs]
+        n = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes, sizes[1:]))
+        return n + (2 * sum(hidden) if self.batch_norm else 0)
+
+    def _set_layer_attributes(self):
+        layers = self.net_.module_.linear_layers()
+        self.n_layers_ = len(layers) + 1
+        # copies in the dtype of the training input, as scikit-learn's
+        dtype = getattr(self, "_input_dtype", np.float32)
+        self.coefs_ = [layer.weight.detach().cpu().numpy().T.astype(dtype)
+                       for layer in layers]
+        self.intercepts_ = [layer.bias.detach().cpu().numpy().astype(dtype)
+                            for layer in layers]
+
+
 @fill_doc
-class MLPClassifierTorch(BaseTorchClassifier):
+class MLPClassifierTorch(MLPLayersMixin, BaseTorchClassifier):
     """Multi-layer perceptron classifier trained with PyTorch.
 
     A drop-in replacement for :class:`sklearn.neural_network.MLPClassifier`: the
@@ -152,38 +192,5 @@ class MLPClassifierTorch(BaseTorchClassifier):
         self.callbacks = callbacks
         self.progress_bar = progress_bar
 
-    def _hidden_sizes(self):
-        sizes = self.hidden_layer_sizes
-        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
-        if any(int(s) <= 0 for s in sizes):
-            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
-        return tuple(int(s) for s in sizes)
 
-    def _build_module(self, n_features, n_outputs):
-        from sknn._modules import MLPModule, init_weights
-
-        module = MLPModule(
-            n_features, self._hidden_sizes(), n_outputs, activation=self.activation,
-            dropout=self.dropout, batch_norm=self.batch_norm)
-        return init_weights(module, self.weight_init, self.activation)
-
-    def _n_parameters(self, n_features, n_outputs):
-        # counted, not built: a fit checks the network against the memory
-        # before allocating it, and building it on 'meta' costs ~1 ms a fit
-        hidden = self._hidden_sizes()
-        sizes = [n_features, *hidden, n_outputs]
-        n = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes, sizes[1:]))
-        return n + (2 * sum(hidden) if self.batch_norm else 0)
-
-    def _set_layer_attributes(self):
-        layers = self.net_.module_.linear_layers()
-        self.n_layers_ = len(layers) + 1
-        # copies in the dtype of the training input, as scikit-learn's
-        dtype = getattr(self, "_input_dtype", np.float32)
-        self.coefs_ = [layer.weight.detach().cpu().numpy().T.astype(dtype)
-                       for layer in layers]
-        self.intercepts_ = [layer.bias.detach().cpu().numpy().astype(dtype)
-                            for layer in layers]
-
-
-__all__ = ["MLPClassifierTorch"]
+__all__ = ["MLPClassifierTorch", "MLPLayersMixin"]

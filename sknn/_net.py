@@ -24,12 +24,14 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 from scipy.special import expit
-from skorch import NeuralNetClassifier
+from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 from skorch.utils import TeeGenerator
 
+from sknn._losses import HalfPoissonDeviance, HalfSquaredError, identity
 from sknn._modules import l2_weights
+from sknn._targets import REGRESSION_KINDS
 
 #: rows per forward pass when predicting or validating
 PREDICT_BATCH_SIZE = 8192
@@ -53,19 +55,31 @@ OUTPUTS = {
     "multiclass": (torch.nn.CrossEntropyLoss, _softmax),
     "binary": (torch.nn.BCEWithLogitsLoss, _binary_proba),
     "multilabel": (torch.nn.BCEWithLogitsLoss, torch.sigmoid),
+    "continuous": (HalfSquaredError, identity),
+    "poisson": (HalfPoissonDeviance, torch.exp),
 }
 
 
-class SknnNet(NeuralNetClassifier):
-    """skorch's ``NeuralNetClassifier`` with scikit-learn's loss, a slicing data
-    path and mixed precision.
+def net_class(kind):
+    """The net for a network output: :class:`SknnRegressorNet` (skorch's
+    ``NeuralNetRegressor``) for regression, else :class:`SknnNet`."""
+    return SknnRegressorNet if kind in REGRESSION_KINDS else SknnNet
+
+
+class SknnNetMixin:
+    """What sknn's nets add to skorch's: scikit-learn's loss, a slicing data
+    path and mixed precision. :class:`SknnNet` is it on skorch's
+    ``NeuralNetClassifier``, :class:`SknnRegressorNet` on its
+    ``NeuralNetRegressor``.
 
     Extra parameters
     ----------------
-    target_kind : {'multiclass', 'binary', 'multilabel'}
+    target_kind : {'multiclass', 'binary', 'multilabel', 'continuous', 'poisson'}
         The network output (``sknn._targets.KINDS``): softmax cross-entropy on
         class indices, one sigmoid output, or one sigmoid per label (binary
-        cross-entropy summed over outputs: sklearn's log-loss).
+        cross-entropy summed over outputs: sklearn's log-loss); for
+        regression, scikit-learn's half squared error or half Poisson
+        deviance (``sknn._losses``).
     penalty_in_loss : float
         For L-BFGS, which takes no parameter groups: the L2 coefficient c added
         to the loss as ``0.5 * c * ||W||^2``. Other optimizers get the penalty
@@ -80,9 +94,9 @@ class SknnNet(NeuralNetClassifier):
     -------
     Beside skorch's keys (``train_loss``, ``train_batch_size``,
     ``train_batch_count``, ``valid_*``, ``dur``...), each epoch records
-    ``train_acc`` (the sample-weighted training accuracy of the batches'
-    predictions) and ``train_samples``; the batch losses include the L2 term,
-    as scikit-learn's ``loss_curve_`` does.
+    ``train_samples`` and, for classification, ``train_acc`` (the
+    sample-weighted training accuracy of the batches' predictions); the batch
+    losses include the L2 term, as scikit-learn's ``loss_curve_`` does.
     """
 
     def __init__(self, module, *args, target_kind="multiclass",
@@ -212,16 +226,6 @@ class SknnNet(NeuralNetClassifier):
         self._predicted = []
         self._train_weight = getattr(dataset_train, "weight", None)
 
-    def on_batch_end(self, net, batch=None, training=False, y_pred=None,
-                     **kwargs):
-        # the training accuracy, from the predictions the step made: each
-        # batch's predicted labels (one op, left on the device; holding the
-        # outputs themselves until the epoch ends fragments the heap, +0.4 MB
-        # a batch) beside its targets and weights, compared once per epoch
-        # (three ops a batch fewer)
-        if training and y_pred is not None:
-            self._predicted.append((self._labels(y_pred.detach()), batch))
-
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None,
                      **kwargs):
         # runs before every callback's on_epoch_end, so the scorers (skorch's
@@ -233,13 +237,14 @@ class SknnNet(NeuralNetClassifier):
         if penalty:
             for row in rows:
                 row["train_loss"] += penalty
-        if rows and self._predicted:
+        if rows:
             samples = sum(row["train_batch_size"] for row in rows)
-            weight = self._train_weight
-            total = samples if weight is None else float(weight.sum())
-            # weights summing to zero leave the weighted accuracy undefined
-            self.history.record("train_acc", self._correct() / total
-                                if total else float("nan"))
+            if self._predicted:  # classification: the training accuracy
+                weight = self._train_weight
+                total = samples if weight is None else float(weight.sum())
+                # weights summing to zero leave the weighted accuracy undefined
+                self.history.record("train_acc", self._correct() / total
+                                    if total else float("nan"))
             self.history.record("train_samples", samples)
         self._predicted = []
         self.epochs_run_ += 1
@@ -250,6 +255,52 @@ class SknnNet(NeuralNetClassifier):
         for name in _TRANSIENT:
             if hasattr(self, name):
                 delattr(self, name)
+
+    def l2_penalty(self):
+        """The L2 term the optimizer's weight decay stands for,
+        ``0.5 * c * ||W||^2``, as a float (scikit-learn's loss includes it);
+        0 for L-BFGS, whose loss carries the term itself."""
+        coef = max(g.get("weight_decay", 0.0) for g in self.optimizer_.param_groups)
+        if not coef or self.penalty_in_loss:
+            return 0.0
+        weights = getattr(self, "_l2_weights", None) or l2_weights(self.module_)
+        with torch.no_grad():
+            return 0.5 * coef * float(_squared_norm(weights))
+
+    # -------------------------------------------------------------- predict
+    def forward_logits(self, X):
+        """The module's outputs (logits) for a device tensor X, in batches of
+        :data:`PREDICT_BATCH_SIZE` rows without autograd: the estimators'
+        own predict path."""
+        module = self.module_
+        if module.training:
+            module.eval()
+        with torch.inference_mode():
+            if len(X) <= PREDICT_BATCH_SIZE:
+                return module(X)
+            return torch.cat([module(X[i:i + PREDICT_BATCH_SIZE])
+                              for i in range(0, len(X), PREDICT_BATCH_SIZE)])
+
+    def forward_outputs(self, X):
+        """``predict_proba`` as a float32 tensor for a device tensor X."""
+        logits = self.forward_logits(X)
+        with torch.inference_mode():
+            return self.predict_nonlinearity(logits)
+
+
+class SknnNet(SknnNetMixin, NeuralNetClassifier):
+    """skorch's ``NeuralNetClassifier`` with :class:`SknnNetMixin`: the net of
+    the classifiers, which also records the training accuracy."""
+
+    def on_batch_end(self, net, batch=None, training=False, y_pred=None,
+                     **kwargs):
+        # the training accuracy, from the predictions the step made: each
+        # batch's predicted labels (one op, left on the device; holding the
+        # outputs themselves until the epoch ends fragments the heap, +0.4 MB
+        # a batch) beside its targets and weights, compared once per epoch
+        # (three ops a batch fewer)
+        if training and y_pred is not None:
+            self._predicted.append((self._labels(y_pred.detach()), batch))
 
     def _labels(self, y_pred):
         if self.target_kind == "multiclass":
@@ -271,18 +322,6 @@ class SknnNet(NeuralNetClassifier):
             return float((correct * weight).sum())
         return float(correct.sum())
 
-    def l2_penalty(self):
-        """The L2 term the optimizer's weight decay stands for,
-        ``0.5 * c * ||W||^2``, as a float (scikit-learn's loss includes it);
-        0 for L-BFGS, whose loss carries the term itself."""
-        coef = max(g.get("weight_decay", 0.0) for g in self.optimizer_.param_groups)
-        if not coef or self.penalty_in_loss:
-            return 0.0
-        weights = getattr(self, "_l2_weights", None) or l2_weights(self.module_)
-        with torch.no_grad():
-            return 0.5 * coef * float(_squared_norm(weights))
-
-    # -------------------------------------------------------------- predict
     def predict(self, X):
         # NeuralNetClassifier.predict is the argmax of predict_proba; with one
         # sigmoid per label, each label is predicted on its own
@@ -290,24 +329,43 @@ class SknnNet(NeuralNetClassifier):
             return (self.predict_proba(X) > 0.5).astype(np.int64)
         return super().predict(X)
 
-    def forward_logits(self, X):
-        """The module's outputs (logits) for a device tensor X, in batches of
-        :data:`PREDICT_BATCH_SIZE` rows without autograd: the estimators'
-        own predict path."""
-        module = self.module_
-        if module.training:
-            module.eval()
-        with torch.inference_mode():
-            if len(X) <= PREDICT_BATCH_SIZE:
-                return module(X)
-            return torch.cat([module(X[i:i + PREDICT_BATCH_SIZE])
-                              for i in range(0, len(X), PREDICT_BATCH_SIZE)])
 
-    def forward_outputs(self, X):
-        """``predict_proba`` as a float32 tensor for a device tensor X."""
-        logits = self.forward_logits(X)
-        with torch.inference_mode():
-            return self.predict_nonlinearity(logits)
+class SknnRegressorNet(SknnNetMixin, NeuralNetRegressor):
+    """skorch's ``NeuralNetRegressor`` with :class:`SknnNetMixin`: the net of
+    :class:`sknn.MLPRegressorTorch` (float targets of shape (n, n_outputs),
+    ``predict`` the outputs through ``predict_nonlinearity``).
+
+    Extra parameter
+    ---------------
+    loss_scale : float
+        The recorded losses (``train_loss``, ``valid_loss``) are the optimized
+        data loss times ``loss_scale``: ``1 / n_outputs`` for the squared
+        error, which scikit-learn differentiates summed over the outputs but
+        reports averaged over them.
+    """
+
+    def __init__(self, module, *args, loss_scale=1.0, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.loss_scale = loss_scale
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None,
+                     **kwargs):
+        # the batch losses as scikit-learn reports them, before the mixin
+        # adds the L2 term and skorch's scorers average them
+        if self.loss_scale != 1:
+            inner = 0.0
+            if self.penalty_in_loss:  # L-BFGS: the L2 term is in the loss
+                with torch.no_grad():
+                    inner = 0.5 * self.penalty_in_loss * float(
+                        _squared_norm(l2_weights(self.module_)))
+            for row in self.history[-1]["batches"]:
+                if "train_loss" in row:
+                    row["train_loss"] = ((row["train_loss"] - inner)
+                                         * self.loss_scale + inner)
+                if "valid_loss" in row:
+                    row["valid_loss"] *= self.loss_scale
+        super().on_epoch_end(net, dataset_train=dataset_train,
+                             dataset_valid=dataset_valid, **kwargs)
 
 
 def output_probabilities(logits, kind, log=False):
@@ -412,5 +470,6 @@ def learning_rate(net):
     return net.optimizer_.param_groups[0]["lr"]
 
 
-__all__ = ["OUTPUTS", "PREDICT_BATCH_SIZE", "SknnNet", "learning_rate",
+__all__ = ["OUTPUTS", "PREDICT_BATCH_SIZE", "SknnNet", "SknnNetMixin",
+           "SknnRegressorNet", "learning_rate", "net_class",
            "output_probabilities", "restore_slim", "slim_copy"]

@@ -17,6 +17,8 @@ values (images flattened channels-last, as the CNN reads flat rows), and has
 two outputs: ``label`` (the predicted labels in the type of ``classes_``, or
 0/1 int64 rows for one-hot and multilabel targets) and ``probabilities``, a
 float32 ``(N, n_classes)`` tensor, as ``predict`` and ``predict_proba`` give.
+A regressor's graph has one output, ``variable`` (skl2onnx's name for a
+regressor's), float32 ``(N, n_outputs)``: ``predict`` as a matrix.
 """
 
 import json
@@ -51,14 +53,15 @@ PIXEL_SCALER_STATE = ("n_features_in_", "image_shape_", "mean_", "value_range_",
 
 def _convertible(model):
     """The model to convert (a search unwrapped, identity steps left out) and
-    the sknn classifier at its end, or a TypeError saying what is supported."""
-    from sknn._base import BaseTorchClassifier
+    the sknn estimator at its end, or a TypeError saying what is supported."""
+    from sknn._base import BaseTorchEstimator
 
     model = unwrap_search(model)
     last = final_estimator(model)
-    if not isinstance(last, BaseTorchClassifier):
+    if not isinstance(last, BaseTorchEstimator):
         raise TypeError(
-            "to_onnx exports an MLPClassifierTorch, a CNNClassifier, or a Pipeline "
+            "to_onnx exports an MLPClassifierTorch, a CNNClassifier, an "
+            "MLPRegressorTorch, or a Pipeline "
             "of scikit-learn transformers that ends in one (or a fitted search "
             f"whose best_estimator_ is one); got {type(model).__name__}"
             + (f" ending in {type(last).__name__}" if last is not model else "")
@@ -115,7 +118,9 @@ def input_metadata(model, n_features):
     spec["n_features"] = int(n_features)
     if spec.get("image_shape") is not None:
         spec["image_shape"] = [int(s) for s in spec["image_shape"]]
-    spec["classes"] = np.asarray(final_estimator(model).classes_).tolist()
+    last = final_estimator(model)
+    if hasattr(last, "classes_"):  # a regressor has none
+        spec["classes"] = np.asarray(last.classes_).tolist()
     first = first_step(model)
     if isinstance(first, PixelScaler):
         state = {key: getattr(first, key) for key in PIXEL_SCALER_STATE}
@@ -239,14 +244,22 @@ def to_onnx(model, X_sample=None, *, target_opset=None):
 # ------------------------------------------------------------------ registry
 def register_converters(*extra_classes):
     """Register sknn's parser, shape calculator and converter with skl2onnx for
-    both classifiers (and any subclasses given), and PixelScaler's."""
+    both classifiers and the regressor (and any subclasses given), and
+    PixelScaler's."""
     from skl2onnx import update_registered_converter
+    from sklearn.base import RegressorMixin
 
     from sknn._cnn import CNNClassifier
     from sknn._mlp import MLPClassifierTorch
+    from sknn._regressor import MLPRegressorTorch
 
     # registering again is cheap and idempotent
-    for cls in {MLPClassifierTorch, CNNClassifier, *extra_classes}:
+    for cls in {MLPClassifierTorch, CNNClassifier, MLPRegressorTorch,
+                *extra_classes}:
+        if issubclass(cls, RegressorMixin):  # skl2onnx's parser: 'variable'
+            update_registered_converter(
+                cls, f"Sknn{cls.__name__}", _regressor_shapes, _convert_regressor)
+            continue
         update_registered_converter(
             cls, f"Sknn{cls.__name__}", _classifier_shapes, _convert_classifier,
             parser=_parse_classifier)
@@ -315,6 +328,13 @@ def _classifier_shapes(operator):
     indicator = estimator.target_encoder_.kind_ in ("onehot", "multilabel")
     operator.outputs[0].type = label_type([n, n_classes] if indicator else [n])
     operator.outputs[1].type = FloatTensorType([n, n_classes])
+
+
+def _regressor_shapes(operator):
+    from skl2onnx.common.data_types import FloatTensorType
+
+    n = operator.inputs[0].get_first_dimension()
+    operator.outputs[0].type = FloatTensorType([n, operator.raw_operator.n_outputs_])
 
 
 def _pixel_scaler_shapes(operator):
@@ -424,6 +444,21 @@ def _convert_classifier(scope, operator, container):
     _, classes = _label_type(estimator)
     winner = g.node("ArgMax", [proba_out], "winner", axis=1, keepdims=0)
     g.node("Gather", [g.const("classes", classes), winner], output=label_out, axis=0)
+
+
+def _convert_regressor(scope, operator, container):
+    from onnx import TensorProto
+
+    estimator = operator.raw_operator
+    g = _Emitter(scope, container)
+    x = operator.inputs[0].full_name
+    input_type = operator.inputs[0].type.to_onnx_type().tensor_type.elem_type
+    if input_type != TensorProto.FLOAT:
+        x = g.node("Cast", [x], "input_float", to=TensorProto.FLOAT)
+    outputs = _emit_layers(g, x, list(estimator.net_.module_))
+    # the output activation: the identity, or exp for loss='poisson'
+    op = "Exp" if estimator.out_activation_ == "exp" else "Identity"
+    g.node(op, [outputs], output=operator.outputs[0].full_name)
 
 
 def _emit_layers(g, x, layers):

@@ -29,7 +29,8 @@ EPOCH_BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 
 #: history key -> the label the bar shows
 LABELS = {"train_loss": "loss", "train_acc": "accuracy",
-          "valid_loss": "val_loss", "valid_acc": "val_accuracy"}
+          "valid_loss": "val_loss", "valid_acc": "val_accuracy",
+          "valid_r2": "val_r2"}
 
 
 def stop_reason(net):

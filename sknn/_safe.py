@@ -43,7 +43,7 @@ from sknn._base import DERIVED_ATTRIBUTES
 from sknn._deps import require
 from sknn._persistence import atomic_write
 from sknn._pipeline import final_estimator, is_passthrough
-from sknn._safe_checks import SafeFormatError
+from sknn._safe_checks import ESTIMATORS, SAFE_CLASSES, SafeFormatError
 from sknn._safe_checks import expect as _expect
 from sknn._safe_checks import is_tagged as _is_tagged
 from sknn._safe_checks import short as _short_repr
@@ -54,23 +54,6 @@ JSON_MEMBER = "sknn.json"
 ARRAYS_MEMBER = "arrays.safetensors"
 _DIGEST_PREFIX = b"sknn-json-sha256:"
 
-#: name in the file -> (module, attribute) of the classes a file may name
-SAFE_CLASSES = {
-    "sknn.MLPClassifierTorch": ("sknn._mlp", "MLPClassifierTorch"),
-    "sknn.CNNClassifier": ("sknn._cnn", "CNNClassifier"),
-    "sknn.TargetEncoder": ("sknn._targets", "TargetEncoder"),
-    "sknn.preprocessing.PixelScaler": ("sknn.preprocessing", "PixelScaler"),
-    "sklearn.pipeline.Pipeline": ("sklearn.pipeline", "Pipeline"),
-    "sklearn.preprocessing.StandardScaler": ("sklearn.preprocessing",
-                                             "StandardScaler"),
-    "sklearn.preprocessing.MinMaxScaler": ("sklearn.preprocessing", "MinMaxScaler"),
-    "sklearn.preprocessing.MaxAbsScaler": ("sklearn.preprocessing", "MaxAbsScaler"),
-    "sklearn.preprocessing.RobustScaler": ("sklearn.preprocessing", "RobustScaler"),
-    "sklearn.preprocessing.Normalizer": ("sklearn.preprocessing", "Normalizer"),
-    "sklearn.decomposition.PCA": ("sklearn.decomposition", "PCA"),
-}
-
-_ESTIMATORS = ("sknn.MLPClassifierTorch", "sknn.CNNClassifier")
 #: fitted attributes that are not saved: the net is the weights, and
 #: ``_rebuild`` derives the rest from them
 _NOT_SAVED = {"net_", "device_", *DERIVED_ATTRIBUTES}
@@ -101,7 +84,7 @@ def save(model, path):
 
     Parameters
     ----------
-    model : MLPClassifierTorch, CNNClassifier or Pipeline
+    model : MLPClassifierTorch, CNNClassifier, MLPRegressorTorch or Pipeline
         A fitted sknn classifier, or a fitted Pipeline of the transformers in
         ``sknn._safe.SAFE_CLASSES`` (StandardScaler, MinMaxScaler, MaxAbsScaler,
         RobustScaler, Normalizer, PCA, ``sknn.preprocessing.PixelScaler``)
@@ -234,7 +217,7 @@ class _Writer:
         params = obj.get_params(deep=False)
         self.check(obj, name, params, path)
         node = {"__object__": name}
-        if name in _ESTIMATORS:
+        if name in ESTIMATORS:
             state = obj.net_.module_.state_dict()
             for key, tensor in state.items():
                 self.arrays[f"{path}/module/{key}"] = (
@@ -316,7 +299,7 @@ def load(path):
 
     Returns
     -------
-    model : MLPClassifierTorch, CNNClassifier or Pipeline
+    model : MLPClassifierTorch, CNNClassifier, MLPRegressorTorch or Pipeline
         The fitted model, on the CPU. ``predict_proba`` gives what the saved
         model gave; ``partial_fit`` and ``fit`` with ``warm_start=True``
         continue training from the saved weights (with a new optimizer).
@@ -501,7 +484,7 @@ class _Reader:
             if (not _ATTRIBUTE_RE.match(key) or hasattr(cls, key)
                     or key in checks.PARAMETERS[name] or key in _NOT_SAVED):
                 raise SafeFormatError(f"{name} cannot have an attribute {key!r}")
-        if name in _ESTIMATORS:
+        if name in ESTIMATORS:
             self.rebuild(obj, node, attributes)
         else:
             for key, value in attributes.items():
@@ -510,9 +493,12 @@ class _Reader:
 
     def rebuild(self, estimator, node, attributes):
         import torch
+        from sklearn.base import is_regressor
         from skorch.history import History
 
-        missing = {"target_encoder_", "classes_", "n_features_in_"} - set(attributes)
+        targets = (("n_outputs_", "out_activation_") if is_regressor(estimator)
+                   else ("target_encoder_", "classes_"))
+        missing = {*targets, "n_features_in_"} - set(attributes)
         if missing:
             raise SafeFormatError(f"the estimator lacks {sorted(missing)}")
         # all fitted metadata first (input shape, target encoding, input dtype
@@ -527,7 +513,8 @@ class _Reader:
                 self.used.add(key)
         if not state:
             raise SafeFormatError("the estimator has no weights")
-        if not isinstance(estimator.target_encoder_, _class("sknn.TargetEncoder")):
+        if not is_regressor(estimator) and not isinstance(
+                estimator.target_encoder_, _class("sknn.TargetEncoder")):
             raise SafeFormatError("its target_encoder_ is not a TargetEncoder")
         # before anything is allocated: the declared network, built on the
         # meta device, against the weights

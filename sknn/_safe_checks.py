@@ -89,6 +89,9 @@ PARAMETERS = {
     "sknn.MLPClassifierTorch": dict(_NETWORK),
     "sknn.CNNClassifier": {
         **{k: v for k, v in _NETWORK.items() if k != "hidden_layer_sizes"}, **_CNN},
+    "sknn.MLPRegressorTorch": {
+        **{k: v for k, v in _NETWORK.items() if k != "class_weight"},
+        "loss": (DATA, "a name from a fixed list")},
     "sknn.TargetEncoder": {"classes": (DATA, "labels (numbers or strings)")},
     "sknn.preprocessing.PixelScaler": {"max_value": (DATA, "a number or 'auto'")},
     "sklearn.pipeline.Pipeline": {
@@ -122,6 +125,28 @@ PARAMETERS = {
         "power_iteration_normalizer": (DATA, "a name from a fixed list"),
         "random_state": (DATA, "an int or None")},
 }
+
+
+#: name in the file -> (module, attribute) of the classes a file may name
+SAFE_CLASSES = {
+    "sknn.MLPClassifierTorch": ("sknn._mlp", "MLPClassifierTorch"),
+    "sknn.CNNClassifier": ("sknn._cnn", "CNNClassifier"),
+    "sknn.MLPRegressorTorch": ("sknn._regressor", "MLPRegressorTorch"),
+    "sknn.TargetEncoder": ("sknn._targets", "TargetEncoder"),
+    "sknn.preprocessing.PixelScaler": ("sknn.preprocessing", "PixelScaler"),
+    "sklearn.pipeline.Pipeline": ("sklearn.pipeline", "Pipeline"),
+    "sklearn.preprocessing.StandardScaler": ("sklearn.preprocessing",
+                                             "StandardScaler"),
+    "sklearn.preprocessing.MinMaxScaler": ("sklearn.preprocessing", "MinMaxScaler"),
+    "sklearn.preprocessing.MaxAbsScaler": ("sklearn.preprocessing", "MaxAbsScaler"),
+    "sklearn.preprocessing.RobustScaler": ("sklearn.preprocessing", "RobustScaler"),
+    "sklearn.preprocessing.Normalizer": ("sklearn.preprocessing", "Normalizer"),
+    "sklearn.decomposition.PCA": ("sklearn.decomposition", "PCA"),
+}
+
+#: the sknn estimators among them (rebuilt from their weights)
+ESTIMATORS = ("sknn.MLPClassifierTorch", "sknn.CNNClassifier",
+              "sknn.MLPRegressorTorch")
 
 
 class SafeFormatError(ValueError):
@@ -428,6 +453,13 @@ def check_predicts(model):
         import pandas as pd
 
         X = pd.DataFrame(X, columns=list(names))
+    if not hasattr(model, "predict_proba"):  # a regressor: one row of outputs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prediction = np.asarray(model.predict(X))
+        if np.shape(prediction)[0] != 1:
+            raise ArchiveError("its model does not predict one row for one row")
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         proba = model.predict_proba(X)
@@ -490,9 +522,18 @@ def check_architecture(estimator, state):
             or not 0 < n_features <= elements):
         raise ArchiveError(f"n_features_in_={short(n_features)} does not fit "
                            f"{elements} weights")
-    check_target_encoding(estimator)
-    n_outputs = estimator.target_encoder_.n_outputs_
-    if not 0 < n_outputs <= elements:
+    if hasattr(estimator, "target_encoder_"):
+        check_target_encoding(estimator)
+        n_outputs = estimator.target_encoder_.n_outputs_
+    else:  # a regressor: its outputs, and the activation its loss implies
+        n_outputs = estimator.n_outputs_
+        loss = getattr(estimator, "loss", None)
+        expected = "exp" if loss == "poisson" else "identity"
+        if estimator.out_activation_ != expected:
+            raise ArchiveError(
+                f"its out_activation_ {short(estimator.out_activation_)} "
+                f"contradicts its loss {short(loss)}")
+    if not _same_int(n_outputs, n_outputs) or not 0 < n_outputs <= elements:
         raise ArchiveError(f"the target encoding's {short(n_outputs)} outputs do "
                            f"not fit {elements} weights")
     estimator.device_ = "cpu"

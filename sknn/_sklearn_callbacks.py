@@ -113,7 +113,7 @@ def snapshot_attributes(est, net):
     copied; no optimizer) and the history up to the last finished epoch."""
     from skorch.history import History
 
-    from sknn._callbacks import history_record
+    from sknn._fitted import history_record
 
     frozen = type(net).__new__(type(net))
     frozen.__dict__.update(net.__dict__)
@@ -135,8 +135,10 @@ def snapshot_attributes(est, net):
     attrs = {"net_": frozen, "n_iter_": n_iter, "loss_curve_": loss_curve,
              "loss_": loss_curve[-1] if loss_curve else float("nan"),
              "history_": [history_record(row) for row in rows]}
-    if rows and "valid_acc" in rows[-1]:
-        scores = [float(row["valid_acc"]) for row in rows]
+    key = next((k for k in ("valid_acc", "valid_r2") if rows and k in rows[-1]),
+               None)
+    if key is not None:  # early stopping: a classifier's or a regressor's score
+        scores = [float(row[key]) for row in rows]
         attrs.update(validation_scores_=scores, best_validation_score_=max(scores))
     # the architecture attributes (coefs_...) as the estimator derives them
     scratch = type(est).__new__(type(est))

@@ -13,13 +13,22 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 #: The network output is what the net computes and its loss:
 #: 'multiclass' one logit per class (softmax cross-entropy on class indices),
 #: 'binary' one logit (sigmoid, binary cross-entropy), 'multilabel' one logit
-#: per label (a sigmoid each). ``sknn._net.OUTPUTS`` maps each to torch.
+#: per label (a sigmoid each), 'continuous' one output per target column
+#: (identity, half squared error), 'poisson' one log-rate per column (exp,
+#: half Poisson deviance). ``sknn._net.OUTPUTS`` maps each to torch.
 KINDS = {
     "binary": ("logistic", "binary"),
     "multiclass": ("softmax", "multiclass"),
     "onehot": ("softmax", "multiclass"),
     "multilabel": ("logistic", "multilabel"),
+    # regression (MLPRegressorTorch): the kind follows its ``loss``
+    "continuous": ("identity", "continuous"),
+    "poisson": ("exp", "poisson"),
 }
+
+#: the KINDS of regression targets: a network output trained by skorch's
+#: NeuralNetRegressor, with no classes
+REGRESSION_KINDS = ("continuous", "poisson")
 
 
 class TargetEncoder(TransformerMixin, BaseEstimator):

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from skorch.helper import predefined_split
 
@@ -35,10 +34,11 @@ from sknn._callbacks import (
     RestoreBestWeights,
     SklearnPrintLog,
     check_callbacks,
-    history_record,
     validation_accuracy,
+    validation_r2,
 )
 from sknn._data import BatchIterator, TensorDataset, as_target_tensor
+from sknn._fitted import fitted_attributes
 from sknn._modules import L2_PATTERNS
 from sknn._net import (  # noqa: F401  (older pickles name the last two here)
     OUTPUTS,
@@ -46,10 +46,12 @@ from sknn._net import (  # noqa: F401  (older pickles name the last two here)
     SknnNet,
     _binary_proba,
     _softmax,
+    net_class,
 )
 from sknn._parallel import isolate_checkpoints
 from sknn._progress import EpochProgressBar
 from sknn._sklearn_callbacks import add_net_callbacks
+from sknn._targets import REGRESSION_KINDS
 from sknn._threads import ThreadTuner, fit_threads
 
 #: the seed of a fit is ``check_random_state(random_state).randint(MAX_SEED)``,
@@ -62,7 +64,7 @@ _MAX_SEED = MAX_SEED  # the name other modules may have imported
 @dataclass(frozen=True)
 class FitConfig:
     """Everything a fit reads: the estimator's parameters, resolved, and its
-    hooks. Built by ``BaseTorchClassifier._fit_config``."""
+    hooks. Built by ``BaseTorchEstimator._fit_config``."""
 
     # the network and its data: the estimator's hooks
     build_module: Callable[[int, int], torch.nn.Module]
@@ -114,6 +116,17 @@ class FitConfig:
         """Whether the fit holds out a validation set: scikit-learn ignores
         ``early_stopping`` for L-BFGS."""
         return bool(self.early_stopping) and self.stochastic
+
+    @property
+    def regression(self):
+        """Whether the net is a regressor (``sknn._targets.REGRESSION_KINDS``)."""
+        return self.output_kind in REGRESSION_KINDS
+
+    @property
+    def score_key(self):
+        """The history key of the validation score: scikit-learn's accuracy
+        for a classifier, R^2 for a regressor."""
+        return "valid_r2" if self.regression else "valid_acc"
 
 
 @dataclass
@@ -230,14 +243,18 @@ def resolve_batch_size(batch_size, n_samples):
 
 
 # ---------------------------------------------------------------- callbacks
-def _default_overrides():
+def _default_overrides(config):
     """The skorch default callbacks sknn replaces: sklearn-worded printing in
-    place of skorch's ``print_log`` table, a sample-weighted ``valid_acc``,
-    as scikit-learn's validation score is, and skorch's loss scorers read in
-    one pass."""
-    return {"print_log": SklearnPrintLog(), "valid_acc": validation_accuracy(),
-            "train_loss": BatchLossScoring("train_loss", on_train=True),
-            "valid_loss": BatchLossScoring("valid_loss")}
+    place of skorch's ``print_log`` table, skorch's loss scorers read in one
+    pass, and a classifier's sample-weighted ``valid_acc``, as scikit-learn's
+    validation score is (skorch's regressor has no score: ``valid_r2`` is
+    added to its callbacks)."""
+    overrides = {"print_log": SklearnPrintLog(),
+                 "train_loss": BatchLossScoring("train_loss", on_train=True),
+                 "valid_loss": BatchLossScoring("valid_loss")}
+    if not config.regression:
+        overrides["valid_acc"] = validation_accuracy()
+    return overrides
 
 
 def _copy_callback(item):
@@ -263,10 +280,12 @@ def _callbacks(config):
     ``callbacks__<name>=None`` does.
     """
     c = config
-    defaults = _default_overrides()
+    defaults = _default_overrides(c)
     first = {"thread_tuner": ThreadTuner()}
+    if c.regression:
+        first["valid_r2"] = validation_r2()
     if c.validates:
-        first["sklearn_best_weights"] = RestoreBestWeights()
+        first["sklearn_best_weights"] = RestoreBestWeights(c.score_key)
     if c.progress_bar:
         first["progress_bar"] = EpochProgressBar()
     last = {}
@@ -275,7 +294,7 @@ def _callbacks(config):
             last["sklearn_invscaling"] = InvScalingLR(c.learning_rate_init,
                                                       c.power_t)
         last["sklearn_stopping"] = NoImprovementStopping(
-            monitor="valid_acc" if c.validates else "train_loss",
+            monitor=c.score_key if c.validates else "train_loss",
             tol=c.tol, n_iter_no_change=c.n_iter_no_change,
             adaptive=c.solver == "sgd" and c.learning_rate == "adaptive")
     add_net_callbacks(first, last)  # sklearn.callback: epochs as tasks
@@ -347,13 +366,18 @@ def build_net(config, batch_size=1, l2_coef=0.0, precision=(None, None)):
     """A new, initialized :class:`SknnNet` for ``config``."""
     c = config
     criterion, nonlinearity = OUTPUTS[c.output_kind]
-    net = SknnNet(
+    if c.regression:  # scikit-learn reports the squared error per output
+        kind_params = {"loss_scale": (1.0 / c.n_outputs
+                                      if c.output_kind == "continuous" else 1.0)}
+    else:
+        kind_params = {"classes": np.arange(max(c.n_outputs, 2))}
+    net = net_class(c.output_kind)(
         c.build_module(c.n_features, c.n_outputs),
         criterion=criterion,
         criterion__reduction="none",
         target_kind=c.output_kind,
         predict_nonlinearity=nonlinearity,
-        classes=np.arange(max(c.n_outputs, 2)),
+        **kind_params,
         max_epochs=c.max_iter,
         batch_size=batch_size,
         iterator_train=BatchIterator,
@@ -428,7 +452,7 @@ def torch_rng(seed, device):
 # ---------------------------------------------------------------- the call
 def _datasets(config, X, y, weight):
     """The training set and, with early stopping, scikit-learn's validation
-    split (stratified for a single output, as scikit-learn's), as device
+    split (stratified for a single-output classifier, as scikit-learn's), as device
     tensors."""
     device = config.device
     data = TensorDataset(
@@ -437,7 +461,7 @@ def _datasets(config, X, y, weight):
     if not config.validates:
         return data, None
     stratify = None
-    if config.n_outputs == 1:
+    if config.n_outputs == 1 and not config.regression:
         stratify = np.asarray(y).reshape(-1, 1) > 0.5
     train_idx, valid_idx = train_test_split(
         np.arange(len(data)), random_state=config.split_random_state,
@@ -502,7 +526,10 @@ def fit(config, X, y, weight, net=None):
         _set_fit_params(
             net, train_split=None if valid is None else predefined_split(valid),
             iterator_train__generator=torch.Generator().manual_seed(c.seed),
-            iterator_train__transform=c.batch_transform)
+            iterator_train__transform=c.batch_transform,
+            # one batch of all the data: a permutation would change only the
+            # order of its sums (and so the float rounding from call to call)
+            iterator_train__shuffle=c.shuffle and batch_size < len(train))
         named = dict(net.callbacks_)
         bar = named.get("progress_bar")
         if isinstance(bar, EpochProgressBar):
@@ -524,70 +551,5 @@ def fit(config, X, y, weight, net=None):
     return FitResult(net, attributes, warnings + end_warnings)
 
 
-def fitted_attributes(net, config, interrupted):
-    """scikit-learn's fitted attributes from the net and its history, and the
-    warnings that end the fit, as scikit-learn's.
-
-    Returns
-    -------
-    attributes : dict
-        ``n_iter_``, ``loss_curve_``, ``loss_``, ``t_``, ``best_loss_``,
-        ``validation_scores_``, ``best_validation_score_``, ``history_``.
-    warnings : list of (message, category)
-    """
-    c = config
-    # epochs that ran to their end: a Ctrl-C can stop one midway
-    history = [row for row in net.history if "train_loss" in row]
-    n_iter = net.epochs_run_
-    lbfgs_state = {}
-    if not c.stochastic:
-        lbfgs_state = net.optimizer_.state[net.optimizer_.param_groups[0]["params"][0]]
-        n_iter = int(lbfgs_state.get("n_iter", 1))
-    loss_curve = [float(row["train_loss"]) for row in history]
-    stopping = dict(net.callbacks_).get("sklearn_stopping")
-    attributes = {
-        "n_iter_": n_iter,
-        "loss_curve_": loss_curve,
-        "loss_": loss_curve[-1] if history else np.nan,
-        "t_": int(sum(row["train_samples"] for row in history)),
-        "history_": [history_record(row) for row in history],
-    }
-    if c.validates:
-        scores = [float(row["valid_acc"]) for row in history if "valid_acc" in row]
-        attributes.update(best_loss_=None, validation_scores_=scores,
-                          best_validation_score_=max(scores, default=-np.inf))
-    else:
-        attributes.update(
-            best_loss_=(stopping.best_ if stopping is not None
-                        else min(loss_curve, default=np.inf)),
-            validation_scores_=None, best_validation_score_=None)
-
-    if not all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):
-        raise ValueError(
-            "Solver produced non-finite parameter weights. The input data may "
-            "contain large values and need to be preprocessed.")
-    stopped = stopping is not None and stopping.stop_reason_ is not None
-    warnings = []
-    if interrupted:
-        warnings.append(("Training interrupted by user.", UserWarning))
-    elif not c.stochastic:
-        if n_iter >= c.max_iter or lbfgs_state.get("func_evals", 0) >= c.max_fun:
-            warnings.append((
-                "lbfgs failed to converge (status=1): STOP: TOTAL NO. OF "
-                "ITERATIONS REACHED LIMIT. Increase the number of iterations "
-                "(max_iter) or scale the data.", ConvergenceWarning))
-    elif (not c.incremental and not stopped and n_iter == c.max_iter
-          and (c.n_iter_no_change != np.inf or c.warm_start)):
-        # a fresh fit with n_iter_no_change=np.inf asks for exactly max_iter
-        # epochs (Keras' fit(epochs=...)): reaching them is the plan, not a
-        # failure. A warm start continues an earlier optimisation, which
-        # scikit-learn reports at max_iter whatever the patience (its own
-        # test_mlp_warm_start_no_convergence, run in test_sklearn_mlp.py)
-        warnings.append((
-            f"Stochastic Optimizer: Maximum iterations ({c.max_iter}) reached "
-            "and the optimization hasn't converged yet.", ConvergenceWarning))
-    return attributes, warnings
-
-
 __all__ = ["MAX_SEED", "FitConfig", "FitResult", "SknnNet", "build_net", "fit",
-           "torch_rng"]
+           "fitted_attributes", "torch_rng"]

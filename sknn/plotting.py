@@ -9,15 +9,16 @@ __all__ = ["plot_history"]
 
 
 def plot_history(estimator, path=None):
-    """Plot the training (and validation) loss and accuracy per epoch.
+    """Plot the training (and validation) loss and accuracy (R^2) per epoch.
 
     Parameters
     ----------
     estimator : estimator
-        A fitted :class:`~sknn.MLPClassifierTorch` or :class:`~sknn.CNNClassifier`,
-        or a fitted :class:`~sklearn.pipeline.Pipeline` (or search such as
-        :class:`~sklearn.model_selection.GridSearchCV`) whose final estimator is
-        one. Its ``history_`` is plotted; validation curves appear when it was
+        A fitted :class:`~sknn.MLPClassifierTorch`, :class:`~sknn.CNNClassifier`
+        or :class:`~sknn.MLPRegressorTorch`, or a fitted
+        :class:`~sklearn.pipeline.Pipeline` (or search such as
+        :class:`~sklearn.model_selection.GridSearchCV`) whose final estimator
+        is one. Its ``history_`` is plotted; validation curves appear when it was
         fitted with ``early_stopping=True``.
     path : str or path-like, default=None
         When given, the figure is also saved there (the format follows the
@@ -27,7 +28,8 @@ def plot_history(estimator, path=None):
     -------
     fig : matplotlib.figure.Figure
         A figure with two axes: loss (left) and accuracy (right) against the
-        epoch number.
+        epoch number; for a regressor, the right one is the validation R^2
+        (with ``early_stopping=True``; the loss alone otherwise).
 
     Raises
     ------
@@ -57,11 +59,17 @@ def plot_history(estimator, path=None):
     # matplotlib falls back to the Agg backend by itself without a display
     plt = require("matplotlib.pyplot", "plot_history", extra="plot")
     epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title in ((ax_loss, "loss", "Loss"),
-                           (ax_acc, "accuracy", "Accuracy")):
-        ax.plot(epochs, [row[key] for row in history], marker="o", markersize=3,
-                label="train")
+    panels = [("loss", "Loss")]
+    if all("accuracy" in row for row in history):
+        panels.append(("accuracy", "Accuracy"))
+    elif all("val_r2" in row for row in history):  # a regressor's score
+        panels.append(("r2", "R^2"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4),
+                             squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        if key in history[0]:
+            ax.plot(epochs, [row[key] for row in history], marker="o",
+                    markersize=3, label="train")
         if all(f"val_{key}" in row for row in history):
             ax.plot(epochs, [row[f"val_{key}"] for row in history], marker="o",
                     markersize=3, label="validation")

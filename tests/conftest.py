@@ -52,14 +52,6 @@ def mnist_dir():
 
 
 def pytest_collection_modifyitems(config, items):
-    # scikit-learn's own MLP tests run on MLPClassifierTorch; the regressor's
-    # half of the tests parametrized over both estimators is not ours
-    regressor = [item for item in items
-                 if item.module.__name__.endswith("test_sklearn_mlp")
-                 and "MLPRegressor" in item.name]
-    if regressor:
-        config.hook.pytest_deselected(items=regressor)
-        items[:] = [item for item in items if item not in regressor]
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; none is available")

@@ -27,16 +27,16 @@ LAYERS = [
     # conversion, targets, torch modules, augmentation, docstrings, joblib/dask
     # workers, progress bars, pickling, and the public utility modules
     ("helpers", ["sknn._options", "sknn._compat", "sknn._deps", "sknn._csv",
-                 "sknn._data", "sknn._targets", "sknn._modules",
+                 "sknn._data", "sknn._targets", "sknn._modules", "sknn._losses",
                  "sknn._augment", "sknn._docstrings", "sknn._parallel",
                  "sknn._progress", "sknn._persistence", "sknn.malloc",
                  "sknn.datasets", "sknn.preprocessing", "sknn._pipeline",
                  "sknn.plotting"]),
     # the training engine: the skorch net, its callbacks, CPU threads
-    ("training", ["sknn._threads", "sknn._callbacks", "sknn._net",
+    ("training", ["sknn._threads", "sknn._callbacks", "sknn._fitted", "sknn._net",
                   "sknn._sklearn_callbacks", "sknn._training"]),
     # the scikit-learn estimators
-    ("estimators", ["sknn._base", "sknn._mlp", "sknn._cnn"]),
+    ("estimators", ["sknn._base", "sknn._mlp", "sknn._cnn", "sknn._regressor"]),
     # what a fitted estimator becomes: ONNX graphs, safe files
     ("deployment", ["sknn._onnx", "sknn._onnx_runtime", "sknn._safe_checks",
                     "sknn._safe"]),

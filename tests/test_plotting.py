@@ -84,5 +84,5 @@ def test_plot_history_without_matplotlib_names_the_extra(small_digits, monkeypat
     for mod in [m for m in sys.modules if m.startswith("matplotlib")]:
         monkeypatch.delitem(sys.modules, mod)
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    with pytest.raises(ImportError, match=r"pip install \"sknn\[plot\]\""):
+    with pytest.raises(ImportError, match=r"pip install 'sknn\[plot\]'"):
         plot_history(clf)

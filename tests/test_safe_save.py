@@ -424,7 +424,8 @@ def test_every_parameter_of_every_allowed_class_is_classified():
                for p, (kind, _) in table.items() if kind == checks.REFUSED}
     assert refused == {("sklearn.pipeline.Pipeline", "memory"),
                        ("sknn.MLPClassifierTorch", "callbacks"),
-                       ("sknn.CNNClassifier", "callbacks")}
+                       ("sknn.CNNClassifier", "callbacks"),
+                       ("sknn.MLPRegressorTorch", "callbacks")}
 
 
 def test_pipeline_memory_is_refused_at_save_and_at_load(pipe, path, tmp_path,

@@ -1,11 +1,11 @@
-"""scikit-learn's own MLP tests, run on MLPClassifierTorch: the drop-in's judge.
+"""scikit-learn's own MLP tests, run on MLPClassifierTorch and MLPRegressorTorch:
+the drop-in's judge.
 
 The installed scikit-learn's ``sklearn/neural_network/tests/test_mlp.py`` is
-loaded with its ``MLPClassifier`` import replaced by sknn's class, and every
-test that uses the classifier is collected here (the regressor's own are left
-out; ``conftest.py`` deselects the regressor's half of the tests parametrized
-over both estimators). The expected failures below are tests that read
-scikit-learn's private internals or build its gradient step by hand.
+loaded with its ``MLPClassifier`` and ``MLPRegressor`` imports replaced by
+sknn's classes, and every test of the file is collected here. The expected
+failures below are tests that read scikit-learn's private internals or build
+its gradient step by hand.
 """
 
 import importlib.util
@@ -28,12 +28,19 @@ EXPECTED_FAILURES = {
         "vector to compare numerical and analytical gradients; sknn's "
         "gradients are torch autograd's"
     ),
+    "test_nonfinite_params": (
+        "feeds X of float64 values near 1.8e308 and expects the error after "
+        "training ('Solver produced non-finite parameter weights'); sknn's "
+        "network computes in float32 and refuses such X before training with "
+        "a ValueError that names the cause (values beyond float32's range, "
+        "scale X first): the same exception type, another message"
+    ),
 }
 
 _IMPORT = "from sklearn.neural_network import MLPClassifier, MLPRegressor"
 # one line, so that the line numbers (and inspect.getsource) stay those of the file
-_SWAPPED = ("from sklearn.neural_network import MLPRegressor; "
-            "from sknn import MLPClassifierTorch as MLPClassifier")
+_SWAPPED = ("from sknn import MLPClassifierTorch as MLPClassifier, "
+            "MLPRegressorTorch as MLPRegressor")
 
 
 def _load_peer_tests():
@@ -56,19 +63,33 @@ if _peer is None:
     pytest.skip("this scikit-learn has no tests/test_mlp.py with the expected "
                 "MLPClassifier import", allow_module_level=True)
 
-#: the peer tests that use the classifier, by name
-CLASSIFIER_TESTS = sorted(
-    name for name, fn in vars(_peer).items()
-    if name.startswith("test_") and callable(fn)
-    and re.search(r"\bMLPClassifier\b", inspect.getsource(fn)))
+#: every peer test, by name
+PEER_TESTS = sorted(name for name, fn in vars(_peer).items()
+                    if name.startswith("test_") and callable(fn))
+#: those that use the classifier, and those that use the regressor
+CLASSIFIER_TESTS = [name for name in PEER_TESTS if re.search(
+    r"\bMLPClassifier\b", inspect.getsource(getattr(_peer, name)))]
+REGRESSOR_TESTS = [name for name in PEER_TESTS if re.search(
+    r"\bMLPRegressor\b", inspect.getsource(getattr(_peer, name)))]
 
-for _name in CLASSIFIER_TESTS:
+for _name in PEER_TESTS:
     _test = getattr(_peer, _name)
     if _name in EXPECTED_FAILURES:
         _test = pytest.mark.xfail(reason=EXPECTED_FAILURES[_name], strict=True)(_test)
     globals()[_name] = _test
 
 
+@pytest.fixture
+def global_random_seed():
+    """scikit-learn's fixture (its conftest.py, not installed with it): the
+    seed it uses by default."""
+    return 42
+
+
 def test_the_peer_suite_was_found():
     assert len(CLASSIFIER_TESTS) >= 30
-    assert set(EXPECTED_FAILURES) <= set(CLASSIFIER_TESTS)
+    assert len(REGRESSOR_TESTS) >= 15
+    assert set(EXPECTED_FAILURES) <= set(PEER_TESTS)
+    # both estimators are sknn's
+    assert _peer.MLPClassifier.__module__.startswith("sknn.")
+    assert _peer.MLPRegressor.__module__.startswith("sknn.")
