@@ -282,11 +282,13 @@ def test_crafted_files_cost_a_few_mib_at_most(saved, tmp_path):
     for path, (outcome, peak) in report.items():
         assert outcome == "SafeFormatError", path
         assert peak < 8 * 2**20, (path, peak)
-    # the files took 2.7 to 5.3 GiB: none of these raises the mark
-    # the imports and a real load left (by more than noise), and the mark
-    # stays within a few hundred MiB of the RSS before the loads
+    # the files took 2.7 to 5.3 GiB: none of these raises the
+    # high-water mark the imports and a real load left by more than noise.
+    # (The mark itself, taken against the RSS now, is not bounded: on a busy
+    # machine the kernel evicts torch's file-backed pages, so the RSS now
+    # falls below what the imports once held: 49 MiB alone, 200-620 MiB in a
+    # loaded full run.)
     assert growth - before < 16 * 2**20, (growth, before)
-    assert growth < 256 * 2**20, growth
 
 
 # ------------------------------------------------------------------ fuzzing
