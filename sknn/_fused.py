@@ -214,7 +214,13 @@ def train_stack(members, device="cpu"):
             outcomes[i] = exc
     trained = [f for f in fits if f is not None]
     if trained:
-        _train(trained, X_all, y_all, members[0].kind, device)
+        from sknn._threads import fit_threads
+
+        cpu = device.type == "cpu"
+        work = _batch_work(trained) if cpu else None
+        with fit_threads(work) as budget:
+            threads = _ThreadChooser(budget if cpu else 1)
+            _train(trained, X_all, y_all, members[0].kind, device, threads)
     fits = iter(trained)
     for i, outcome in enumerate(outcomes):
         if outcome is None:
@@ -242,7 +248,59 @@ def _stack_targets(members):
     return np.ascontiguousarray(y)
 
 
-def _train(fits, X_all, y_all, kind, device):
+def _batch_work(fits):
+    """Multiply-accumulates of one stacked batch (forward pass)."""
+    return sum(f.batch_size * sum(p.numel() for p in f.module.parameters())
+               for f in fits)
+
+
+class _ThreadChooser:
+    """The fastest torch thread count for this stack's batches, now.
+
+    On a machine others load, a second OpenMP thread can make a batch many
+    times slower (it waits for a core another process holds). The candidate
+    counts (``sknn._threads.candidate_counts``) are timed on a few batches
+    each, the fastest is kept, and the comparison is made again every few
+    seconds, as sknn's ``ThreadTuner`` does for a single fit.
+    """
+
+    TRIAL = 3
+    RECHECK_S = 3.0
+
+    def __init__(self, budget):
+        from sknn._threads import candidate_counts
+
+        self.counts = candidate_counts(budget)
+        self.best = self.counts[-1]
+        self.plan = [] if len(self.counts) == 1 else self._trials()
+        self.times = {}
+        self.since = None
+
+    def _trials(self):
+        return [c for c in self.counts for _ in range(self.TRIAL + 1)]
+
+    def begin(self):
+        self.count = self.plan[0] if self.plan else self.best
+        if torch.get_num_threads() != self.count:
+            torch.set_num_threads(self.count)
+        self.tic = time.perf_counter()
+
+    def end(self):
+        now = time.perf_counter()
+        if not self.plan:
+            if self.since is not None and now - self.since > self.RECHECK_S:
+                self.plan, self.times, self.since = self._trials(), {}, None
+            return
+        self.plan.pop(0)
+        # the first batch at each count warms up and is not counted
+        self.times.setdefault(self.count, []).append(now - self.tic)
+        if not self.plan:
+            self.best = min(self.times, key=lambda c: sorted(self.times[c][1:])[
+                len(self.times[c][1:]) // 2])
+            self.since = now
+
+
+def _train(fits, X_all, y_all, kind, device, threads):
     est0 = fits[0].member.est
     live = list(fits)
     model = StackedMLP([f.init_layers for f in live], est0.activation, device)
@@ -271,6 +329,7 @@ def _train(fits, X_all, y_all, kind, device):
         ragged = any(f.n_batches < n_batches for f in live)
         losses, corrects = [], []
         for j in range(n_batches):
+            threads.begin()
             idx = rows[:, j]
             w = weights[:, j]
             logits = model.forward(X_all[idx])
@@ -284,6 +343,7 @@ def _train(fits, X_all, y_all, kind, device):
             opt.step(grads, active)
             losses.append(loss.detach())
             corrects.append((correct(logits.detach(), yb, kind) * w).sum(1))
+            threads.end()
         losses = torch.stack(losses, 1).double().cpu()        # (M, K)
         corrects = torch.stack(corrects, 1).sum(1).double().cpu()
         penalty = 0.5 * (opt.l2.reshape(-1) * model.squared_norms()).double().cpu()

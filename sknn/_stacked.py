@@ -118,17 +118,19 @@ class _StackedOptimizer:
         self.state = {slot: [torch.zeros_like(p) for p in model.params]
                       for slot in self._slots}
 
-    def _decayed(self, i, p, g):
-        # L2 as weight decay on the weights (even-indexed tensors), not biases
-        return g.add(p * self.l2) if i % 2 == 0 else g
-
     def step(self, grads, active=None):
         """One step of every network; ``active`` is an (M, 1, 1) bool mask of
-        the networks that take it (None: all)."""
+        the networks that take it (None: all). ``grads`` are consumed."""
         with torch.no_grad():
             self.step_count += 1 if active is None else active.float()
+            self._prepare_step()
             for i, (p, g) in enumerate(zip(self.model.params, grads)):
-                self._update(i, p, self._decayed(i, p, g), active)
+                if i % 2 == 0:  # L2 as weight decay on the weights, not biases
+                    g.addcmul_(p, self.l2)
+                self._update(i, p, g, active)
+
+    def _prepare_step(self):
+        """Per-network factors shared by every tensor of this step."""
 
     def set_lr(self, m, lr):
         self.lr[m] = lr
@@ -160,18 +162,24 @@ class StackedAdam(_StackedOptimizer):
         self.beta2 = per_model(beta2, device)
         self.eps = per_model(eps, device)
 
+    def _prepare_step(self):
+        self._bc2_sqrt = (1 - self.beta2 ** self.step_count).sqrt()
+        self._step_size = self.lr / (1 - self.beta1 ** self.step_count)
+        self._one_minus_b1 = 1 - self.beta1
+        self._one_minus_b2 = 1 - self.beta2
+
     def _update(self, i, p, g, active):
         m = self.state["exp_avg"][i]
         v = self.state["exp_avg_sq"][i]
-        m_new = m + (1 - self.beta1) * (g - m)
-        v_new = v * self.beta2 + (1 - self.beta2) * g * g
-        bc1 = 1 - self.beta1 ** self.step_count
-        bc2 = 1 - self.beta2 ** self.step_count
-        denom = v_new.sqrt() / bc2.sqrt() + self.eps
-        p_new = p - (self.lr / bc1) * m_new / denom
-        _put(m, m_new, active)
-        _put(v, v_new, active)
-        _put(p, p_new, active)
+        if active is not None:
+            m_old, v_old, p_old = m.clone(), v.clone(), p.detach().clone()
+        m.mul_(self.beta1).addcmul_(g, self._one_minus_b1)
+        v.mul_(self.beta2).addcmul_(g.mul_(g), self._one_minus_b2)
+        denom = v.sqrt().div_(self._bc2_sqrt).add_(self.eps)
+        p.sub_(denom.reciprocal_().mul_(m).mul_(self._step_size))
+        if active is not None:
+            for new, old in ((m, m_old), (v, v_old), (p, p_old)):
+                new.copy_(torch.where(active, new, old))
 
 
 class StackedSGD(_StackedOptimizer):
@@ -190,9 +198,15 @@ class StackedSGD(_StackedOptimizer):
         self._first = self.step_count == 0
         super().step(grads, active)
 
+    def _prepare_step(self):
+        self._all_later = not bool(self._first.any())
+
     def _update(self, i, p, d, active):
         buf = self.state["momentum_buffer"][i]
-        buf_new = torch.where(self._first, d, self.momentum * buf + d)
+        if self._all_later:
+            buf_new = (self.momentum * buf).add_(d)
+        else:
+            buf_new = torch.where(self._first, d, self.momentum * buf + d)
         direction = torch.where(self.nesterov, d + self.momentum * buf_new, buf_new)
         _put(buf, buf_new, active)
         _put(p, p - self.lr * direction, active)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.model_selection import KFold
 from sklearn.preprocessing import StandardScaler
 
@@ -134,3 +134,157 @@ def test_stacked_fit_pickles_and_continues(digits):
         loaded.partial_fit(X, y)
         single.partial_fit(X, y)
     _assert_same_fit(loaded, single)
+
+
+# ------------------------------------------------------------------ the search
+from sklearn import model_selection as sk_model_selection  # noqa: E402
+from sklearn.pipeline import Pipeline  # noqa: E402
+
+from sknn import model_selection  # noqa: E402
+
+
+def _pipe(**params):
+    return Pipeline([("scale", StandardScaler()), ("mlp", MLPClassifierTorch(
+        **{"max_iter": 4, "random_state": 0, "device": "cpu", "batch_size": 64,
+           **params}))])
+
+
+@pytest.fixture(scope="module")
+def raw_digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:300], y[:300]
+
+
+def _both(cls_name, estimator, grid, X, y, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = getattr(model_selection, cls_name)(estimator, grid, **kwargs).fit(X, y)
+        theirs = getattr(sk_model_selection, cls_name)(estimator, grid, **kwargs)
+        theirs.fit(X, y)
+    return ours, theirs
+
+
+def _assert_same_search(ours, theirs):
+    assert sorted(ours.cv_results_) == sorted(theirs.cv_results_)
+    for key, value in theirs.cv_results_.items():
+        if "time" in key:
+            assert np.all(np.asarray(ours.cv_results_[key]) >= 0)
+        elif key == "params":
+            assert ours.cv_results_[key] == value
+        elif key.startswith(("mean_", "std_", "split")):
+            np.testing.assert_allclose(ours.cv_results_[key], value, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(ours.cv_results_[key], value)
+
+
+def test_fused_grid_search_equals_sklearns(raw_digits, capsys):
+    X, y = raw_digits
+    grid = {"mlp__hidden_layer_sizes": [(16,), (8, 8)], "mlp__alpha": [1e-4, 1.0],
+            "scale__with_mean": [True, False]}
+    ours, theirs = _both("GridSearchCV", _pipe(), grid, X, y, cv=2, verbose=1)
+    _assert_same_search(ours, theirs)
+    assert ours.best_params_ == theirs.best_params_
+    out = capsys.readouterr().out
+    assert "[sknn] 16 fits in 2 stacks, 0 fits one by one" in out
+    assert isinstance(ours.best_estimator_, Pipeline)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    assert all(t > 0 for t in ours.cv_results_["mean_fit_time"])
+    loaded = pickle.loads(pickle.dumps(ours))
+    np.testing.assert_array_equal(loaded.predict_proba(X), ours.predict_proba(X))
+    assert loaded.estimator is ours.estimator or loaded.estimator.get_params(
+        deep=False).keys() == _pipe().get_params(deep=False).keys()
+
+
+def test_fused_search_multimetric_train_scores_and_refit(raw_digits):
+    X, y = raw_digits
+    grid = {"mlp__learning_rate_init": [1e-3, 1e-2], "mlp__beta_1": [0.9, 0.5]}
+    ours, theirs = _both(
+        "GridSearchCV", _pipe(hidden_layer_sizes=(10,)), grid, X, y, cv=3,
+        scoring=["accuracy", "neg_log_loss"], refit="neg_log_loss",
+        return_train_score=True)
+    _assert_same_search(ours, theirs)
+    assert ours.best_index_ == theirs.best_index_
+    assert ours.best_score_ == pytest.approx(theirs.best_score_, abs=1e-6)
+
+
+def test_non_stacking_candidates_take_sklearns_path(raw_digits, capsys):
+    X, y = raw_digits
+    grid = [{"mlp__solver": ["lbfgs"], "mlp__max_iter": [10]},
+            {"mlp__solver": ["adam"], "mlp__dropout": [0.0, 0.2]}]
+    ours, theirs = _both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid,
+                         X, y, cv=2, verbose=1)
+    _assert_same_search(ours, theirs)
+    out = capsys.readouterr().out
+    assert "2 fits in 1 stacks, 4 fits one by one" in out
+
+
+def test_failed_fits_score_error_score(raw_digits):
+    X, y = raw_digits
+    grid = {"mlp__validation_fraction": [0.001, 0.2]}
+    est = _pipe(hidden_layer_sizes=(8,), early_stopping=True)
+    with pytest.warns(FitFailedWarning, match="fits failed"):
+        ours = model_selection.GridSearchCV(est, grid, cv=2, error_score=np.nan).fit(
+            X[:40], y[:40])
+    assert np.isnan(ours.cv_results_["mean_test_score"][0])
+    assert np.isfinite(ours.cv_results_["mean_test_score"][1])
+    with pytest.raises(ValueError, match="validation set is too small"):
+        model_selection.GridSearchCV(est, grid, cv=2, error_score="raise").fit(
+            X[:40], y[:40])
+
+
+def test_fused_randomized_search_equals_sklearns(raw_digits):
+    X, y = raw_digits
+    dist = {"alpha": [1e-5, 1e-3, 1e-1, 1.0], "learning_rate_init": [1e-3, 3e-3]}
+    est = MLPClassifierTorch((12,), max_iter=3, random_state=1, device="cpu",
+                             solver="sgd", learning_rate_init=0.01)
+    Xs = StandardScaler().fit_transform(X)
+    ours, theirs = _both("RandomizedSearchCV", est, dist, Xs, y, n_iter=3, cv=2,
+                         random_state=0)
+    _assert_same_search(ours, theirs)
+    assert isinstance(ours.best_estimator_, MLPClassifierTorch)
+
+
+def test_memory_budget_and_workers_split_stacks(raw_digits, capsys, monkeypatch):
+    from joblib import parallel_config
+
+    X, y = raw_digits
+    grid = {"mlp__alpha": [1e-4, 1e-2, 1.0]}
+    monkeypatch.setattr(model_selection, "CPU_STACK_BYTES", 1)
+    with parallel_config(backend="threading"):
+        ours, theirs = _both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid,
+                             X, y, cv=2, verbose=1, n_jobs=2)
+    _assert_same_search(ours, theirs)
+    assert "6 fits in 6 stacks" in capsys.readouterr().out
+    monkeypatch.undo()
+    with parallel_config(backend="threading"):
+        model_selection.GridSearchCV(_pipe(hidden_layer_sizes=(8,)), grid, cv=2,
+                                     verbose=1, n_jobs=2).fit(X, y)
+    assert "6 fits in 2 stacks" in capsys.readouterr().out
+
+
+def test_gpu_stacks_train_one_at_a_time_in_the_process(raw_digits, monkeypatch):
+    # no GPU here: the device is faked at planning, and the stacks that would
+    # run on it are trained on the CPU, in this process, one after another
+    import sknn._parallel
+
+    X, y = raw_digits
+    monkeypatch.setattr(sknn._parallel, "resolve_device",
+                        lambda device: "cuda:0" if device == "cuda" else "cpu")
+    calls = []
+
+    def fake_train(members, device):
+        calls.append((len(members), str(device)))
+        for m in members:
+            m.est.device_ = "cpu"
+        return train_stack(members, "cpu")
+
+    monkeypatch.setattr(model_selection, "_train_stack", fake_train)
+    monkeypatch.setattr(model_selection, "_budget", lambda device: 1 << 30)
+    grid = {"mlp__alpha": [1e-4, 1.0]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search = model_selection.GridSearchCV(
+            _pipe(hidden_layer_sizes=(8,), device="cuda"), grid, cv=2,
+            refit=False).fit(X, y)
+    assert calls == [(4, "cuda:0")]
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
