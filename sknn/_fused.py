@@ -24,6 +24,7 @@ each, the fitted estimator its single fit makes:
 A network that has stopped leaves the stack at the end of its epoch.
 """
 
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from sknn._stacked import (
 from sknn._training import torch_rng
 
 _MAX_SEED = np.iinfo(np.int32).max
+#: torch's global RNG, seeded to build each network, is shared by threads
+_RNG_LOCK = threading.Lock()
 #: rows per forward pass when validating
 _VALID_BATCH = 8192
 
@@ -145,7 +148,7 @@ class _Fit:
         self.l2 = est.alpha / (self.batch_size * mean_weight)
         self.total_weight = float(self.n if self.weight is None else self.weight.sum())
         self.generator = torch.Generator().manual_seed(self.seed)
-        with torch_rng(self.seed, est.device_):
+        with _RNG_LOCK, torch_rng(self.seed, est.device_):
             self.module = est._build_module(member.X.shape[1],
                                             est.target_encoder_.n_outputs_)
         self.init_layers = [(layer.weight, layer.bias)
@@ -444,7 +447,8 @@ def _fitted(f, device):
         module_state[f"{layer_name}.weight"] = w
         module_state[f"{layer_name}.bias"] = b
     device_ = est.device_
-    est._rebuild(module_state)
+    with _RNG_LOCK:  # it seeds torch's global RNG too
+        est._rebuild(module_state)
     est.device_ = device_
     net = est.net_
     if not all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):

@@ -143,6 +143,12 @@ class _StackedOptimizer:
             self.state[slot] = [t.index_select(0, keep) for t in tensors]
 
 
+def _fused_kernels(device):
+    """Whether torch's fused Adam kernel runs on ``device`` (torch >= 2.4)."""
+    major, minor = (int(v) for v in torch.__version__.split(".")[:2])
+    return (major, minor) >= (2, 4) and torch.device(device).type in ("cpu", "cuda")
+
+
 def _put(target, value, active):
     if active is None:
         target.copy_(value)
@@ -161,6 +167,51 @@ class StackedAdam(_StackedOptimizer):
         self.beta1 = per_model(beta1, device)
         self.beta2 = per_model(beta2, device)
         self.eps = per_model(eps, device)
+        self.fused = _fused_kernels(device)
+        if self.fused:
+            # one step count per (tensor, network), as torch keeps per tensor
+            self.steps = torch.zeros(len(model.params), len(lr), device=device)
+            self._group()
+
+    def _group(self):
+        """Networks with equal hyperparameters, for torch's fused Adam: one
+        call steps the per-network views of all their tensors."""
+        hyper = [tuple(float(t[m]) for t in (self.lr, self.beta1, self.beta2,
+                                             self.eps, self.l2))
+                 for m in range(len(self.lr))]
+        groups = {}
+        for m, h in enumerate(hyper):
+            groups.setdefault(h, []).append(m)
+        self.groups = list(groups.items())
+
+    def step(self, grads, active=None):
+        if not self.fused:
+            return super().step(grads, active)
+        from torch.optim.adam import adam
+
+        on = None if active is None else active.reshape(-1).tolist()
+        state = self.state
+        with torch.no_grad():
+            self.step_count += 1 if active is None else active.float()
+            for (lr, b1, b2, eps, l2), members in self.groups:
+                if on is not None:
+                    members = [m for m in members if on[m]]
+                for decay, parity in ((l2, 0), (0.0, 1)):
+                    idx = range(parity, len(grads), 2)
+                    lists = [[t[i][m] for i in idx for m in members] for t in (
+                        self.model.params, grads, state["exp_avg"],
+                        state["exp_avg_sq"], self.steps)]
+                    if not lists[0]:
+                        continue
+                    adam(lists[0], lists[1], lists[2], lists[3], [], lists[4],
+                         fused=True, amsgrad=False, beta1=b1, beta2=b2, lr=lr,
+                         weight_decay=decay, eps=eps, maximize=False)
+
+    def select(self, keep):
+        super().select(keep)
+        if self.fused:
+            self.steps = self.steps.index_select(1, keep)
+            self._group()
 
     def _prepare_step(self):
         self._bc2_sqrt = (1 - self.beta2 ** self.step_count).sqrt()

@@ -250,9 +250,12 @@ def test_memory_budget_and_workers_split_stacks(raw_digits, capsys, monkeypatch)
     X, y = raw_digits
     grid = {"mlp__alpha": [1e-4, 1e-2, 1.0]}
     monkeypatch.setattr(model_selection, "CPU_STACK_BYTES", 1)
-    with parallel_config(backend="threading"):
-        ours, theirs = _both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid,
-                             X, y, cv=2, verbose=1, n_jobs=2)
+    _, theirs = _both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid, X, y,
+                      cv=2)
+    with parallel_config(backend="threading"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = model_selection.GridSearchCV(_pipe(hidden_layer_sizes=(8,)), grid,
+                                            cv=2, verbose=1, n_jobs=2).fit(X, y)
     _assert_same_search(ours, theirs)
     assert "6 fits in 6 stacks" in capsys.readouterr().out
     monkeypatch.undo()
