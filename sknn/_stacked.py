@@ -168,50 +168,51 @@ class StackedAdam(_StackedOptimizer):
         self.beta2 = per_model(beta2, device)
         self.eps = per_model(eps, device)
         self.fused = _fused_kernels(device)
-        if self.fused:
-            # one step count per (tensor, network), as torch keeps per tensor
-            self.steps = torch.zeros(len(model.params), len(lr), device=device)
-            self._group()
+        self._group()
 
     def _group(self):
-        """Networks with equal hyperparameters, for torch's fused Adam: one
-        call steps the per-network views of all their tensors."""
-        hyper = [tuple(float(t[m]) for t in (self.lr, self.beta1, self.beta2,
-                                             self.eps, self.l2))
-                 for m in range(len(self.lr))]
-        groups = {}
-        for m, h in enumerate(hyper):
-            groups.setdefault(h, []).append(m)
-        self.groups = list(groups.items())
+        """Each network's (lr, beta1, beta2, eps), for torch's fused kernel,
+        which takes them as scalars."""
+        self.hyper = [tuple(float(t[m]) for t in (self.lr, self.beta1, self.beta2,
+                                                  self.eps))
+                      for m in range(len(self.lr))]
 
     def step(self, grads, active=None):
+        """With torch's fused Adam kernel: the L2 term is added to the
+        gradients of all networks at once, then one kernel call steps every
+        network when they share their hyperparameters and step count (then
+        on the whole stacked tensors), else one call per group of networks
+        that do (on per-network views)."""
         if not self.fused:
             return super().step(grads, active)
         from torch.optim.adam import adam
 
-        on = None if active is None else active.reshape(-1).tolist()
-        state = self.state
+        params, state = self.model.params, self.state
         with torch.no_grad():
+            for i in range(0, len(grads), 2):
+                grads[i].addcmul_(params[i], self.l2)
             self.step_count += 1 if active is None else active.float()
-            for (lr, b1, b2, eps, l2), members in self.groups:
-                if on is not None:
-                    members = [m for m in members if on[m]]
-                for decay, parity in ((l2, 0), (0.0, 1)):
-                    idx = range(parity, len(grads), 2)
-                    lists = [[t[i][m] for i in idx for m in members] for t in (
-                        self.model.params, grads, state["exp_avg"],
-                        state["exp_avg_sq"], self.steps)]
-                    if not lists[0]:
-                        continue
-                    adam(lists[0], lists[1], lists[2], lists[3], [], lists[4],
-                         fused=True, amsgrad=False, beta1=b1, beta2=b2, lr=lr,
-                         weight_decay=decay, eps=eps, maximize=False)
+            steps = self.step_count.reshape(-1).tolist()
+            on = [True] * len(steps) if active is None else active.reshape(-1).tolist()
+            groups = {}
+            for m, (hyper, step) in enumerate(zip(self.hyper, steps)):
+                if on[m]:
+                    groups.setdefault((hyper, step), []).append(m)
+            whole = len(groups) == 1 and all(on)
+            for ((lr, b1, b2, eps), step), members in groups.items():
+                tensors = (params, grads, state["exp_avg"], state["exp_avg_sq"])
+                if whole:
+                    lists = [list(t) for t in tensors]
+                else:
+                    lists = [[t[i][m] for i in range(len(params)) for m in members]
+                             for t in tensors]
+                counts = [torch.tensor(step - 1.0) for _ in lists[0]]
+                adam(*lists, [], counts, fused=True, amsgrad=False, beta1=b1,
+                     beta2=b2, lr=lr, weight_decay=0.0, eps=eps, maximize=False)
 
     def select(self, keep):
         super().select(keep)
-        if self.fused:
-            self.steps = self.steps.index_select(1, keep)
-            self._group()
+        self._group()
 
     def _prepare_step(self):
         self._bc2_sqrt = (1 - self.beta2 ** self.step_count).sqrt()
