@@ -261,26 +261,41 @@ class _ThreadChooser:
     """The fastest torch thread count for this stack's batches, now.
 
     On a machine others load, a second OpenMP thread can make a batch many
-    times slower (it waits for a core another process holds). The candidate
-    counts (``sknn._threads.candidate_counts``) are timed on a few batches
-    each, the fastest is kept, and the comparison is made again every few
-    seconds, as sknn's ``ThreadTuner`` does for a single fit.
+    times slower (it waits for a core another process holds: measured here,
+    200-300 ms on 2 threads for a batch of 3-13 ms on one). The counts
+    (``sknn._threads.candidate_counts``, none beyond the cores other
+    processes leave free) are timed on a few batches each, fewest threads
+    first; a count whose batch is far slower than the best so far is dropped
+    at once. The comparison is made again every few seconds, as sknn's
+    ``ThreadTuner`` does for a single fit.
     """
 
     TRIAL = 3
     RECHECK_S = 3.0
+    #: a count whose batch takes this many times the best median is dropped
+    TOO_SLOW = 1.5
 
     def __init__(self, budget):
         from sknn._threads import candidate_counts
 
-        self.counts = candidate_counts(budget)
-        self.best = self.counts[-1]
-        self.plan = [] if len(self.counts) == 1 else self._trials()
-        self.times = {}
+        self.all_counts = candidate_counts(budget)
+        self.best = self.all_counts[0]
         self.since = None
+        self._start_trials()
 
-    def _trials(self):
-        return [c for c in self.counts for _ in range(self.TRIAL + 1)]
+    def _start_trials(self):
+        from sknn._parallel import cpu_count
+        from sknn._threads import busy_elsewhere
+
+        busy = busy_elsewhere()
+        free = cpu_count() if busy is None else max(1, cpu_count() - busy)
+        counts = [c for c in self.all_counts if c <= free] or [1]
+        self.times = {}
+        self.plan = [] if len(counts) == 1 else [
+            c for c in counts for _ in range(self.TRIAL + 1)]
+        if not self.plan:
+            self.best = counts[0]
+            self.since = time.perf_counter()
 
     def begin(self):
         self.count = self.plan[0] if self.plan else self.best
@@ -288,18 +303,26 @@ class _ThreadChooser:
             torch.set_num_threads(self.count)
         self.tic = time.perf_counter()
 
+    def _median(self, count):
+        times = sorted(self.times[count][1:])  # the first batch warms up
+        return times[len(times) // 2] if times else None
+
     def end(self):
         now = time.perf_counter()
         if not self.plan:
-            if self.since is not None and now - self.since > self.RECHECK_S:
-                self.plan, self.times, self.since = self._trials(), {}, None
+            if now - self.since > self.RECHECK_S:
+                self._start_trials()
             return
         self.plan.pop(0)
-        # the first batch at each count warms up and is not counted
         self.times.setdefault(self.count, []).append(now - self.tic)
+        done = {c: self._median(c) for c in self.times if c != self.count}
+        done = [t for t in done.values() if t is not None]
+        if done and now - self.tic > self.TOO_SLOW * min(done):
+            self.plan = [c for c in self.plan if c != self.count]
         if not self.plan:
-            self.best = min(self.times, key=lambda c: sorted(self.times[c][1:])[
-                len(self.times[c][1:]) // 2])
+            medians = {c: self._median(c) for c in self.times}
+            medians = {c: t for c, t in medians.items() if t is not None}
+            self.best = min(medians, key=medians.get) if medians else 1
             self.since = now
 
 
