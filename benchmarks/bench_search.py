@@ -14,11 +14,14 @@ skipped). The systems, all with the same ``n_jobs``:
 - ``sklearn/sknn``: ``sklearn.model_selection.GridSearchCV`` over the same
   Pipeline (one fit after another);
 - ``sklearn/MLP``: ``sklearn.model_selection.GridSearchCV`` over
-  ``Pipeline(StandardScaler, sklearn.neural_network.MLPClassifier)``.
+  ``Pipeline(StandardScaler, sklearn.neural_network.MLPClassifier)``;
+- ``sklearn/MLP blas1``: the same with numpy's BLAS held to one thread
+  (``threadpoolctl``), its faster setting on a loaded 2-core machine (sknn
+  chooses its thread count itself).
 
-Each system first runs once (warm-up: imports, first optimizer, joblib
-workers; not in the table). Then rounds run the systems in a rotated order,
-so slow spells of a shared machine hit each of them. The table gives the
+Each system first runs once on the first data set (warm-up: imports, first
+optimizer, joblib workers; not in the table). Then rounds run the systems in a
+rotated order, so slow spells of a shared machine hit each of them. The table gives the
 median and the range of each system and the median of the per-round ratios
 fused / other. The load average is printed before and after: on a shared
 machine the figures are indicative.
@@ -65,7 +68,22 @@ def systems(device):
                                                        n_jobs=n_jobs),
         "sklearn/MLP": lambda n_jobs: sk.GridSearchCV(sk_pipe, GRID, cv=3,
                                                       n_jobs=n_jobs),
+        "sklearn/MLP blas1": lambda n_jobs: _Blas1(
+            sk.GridSearchCV(sk_pipe, GRID, cv=3, n_jobs=n_jobs)),
     }
+
+
+class _Blas1:
+    """A search run with numpy's BLAS held to one thread."""
+
+    def __init__(self, search):
+        self.search = search
+
+    def fit(self, X, y):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self.search.fit(X, y)
 
 
 def datasets(mnist):
@@ -96,24 +114,29 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", default=None, help="'digits' or 'MNIST 4k'")
+    parser.add_argument("--skip", action="append", default=[],
+                        help="leave out a system (repeatable)")
     args = parser.parse_args(argv)
     print(f"load average before: {load()}  (cores: {os.cpu_count()})")
     rows = []
+    warm = False
     for name, X, y in datasets(args.mnist):
         if args.only and args.only != name:
             continue
-        runs = systems(args.device)
+        runs = {k: v for k, v in systems(args.device).items() if k not in args.skip}
         times = {s: [] for s in runs}
         scores = {}
-        for s, make in runs.items():  # warm-up
-            search = make(args.n_jobs).fit(X, y)
-            scores[s] = search.best_score_
+        if not warm:  # the first data set warms every system up
+            for make in runs.values():
+                make(args.n_jobs).fit(X, y)
+            warm = True
         for r in range(args.rounds):
             order = list(runs)[r % len(runs):] + list(runs)[:r % len(runs)]
             for s in order:
                 tic = time.perf_counter()
-                runs[s](args.n_jobs).fit(X, y)
+                search = runs[s](args.n_jobs).fit(X, y)
                 times[s].append(time.perf_counter() - tic)
+                scores[s] = getattr(search, "search", search).best_score_
             print(f"  {name} round {r + 1}: " + ", ".join(
                 f"{s} {times[s][-1]:.2f} s" for s in runs), flush=True)
         for s in runs:
