@@ -26,6 +26,7 @@ How a search runs
 """
 
 import time
+import warnings
 from collections import defaultdict
 from contextlib import contextmanager
 from inspect import signature
@@ -273,6 +274,13 @@ def _train_stack(members, device):
     return train_stack(members, device)
 
 
+def _safe_train_stack(members, device):
+    try:
+        return _train_stack(members, device)
+    except Exception as exc:  # noqa: BLE001 - reported, then fitted one by one
+        return exc
+
+
 def _fit_single(est, X, y, train):
     start = time.perf_counter()
     X_train, y_train = _safe_split(est, X, y, train)
@@ -373,17 +381,23 @@ class _FusedSearch:
             print(_describe(stacks, plan))
         cpu = [s for s in stacks if str(s[0][1].est.device_) == "cpu"]
         gpu = [s for s in stacks if str(s[0][1].est.device_) != "cpu"]
-        tasks = [delayed(_train_stack)([m for _, m in s], "cpu") for s in cpu]
+        tasks = [delayed(_safe_train_stack)([m for _, m in s], "cpu") for s in cpu]
         tasks += [delayed(_fit_single)(clone(est), X, y, splits[fold][0])
                   for (_, fold), est in plan.singles]
         outputs = Parallel(n_jobs=state["n_jobs"], pre_dispatch=self.pre_dispatch)(
             tasks) if tasks else []
         results = {}
-        for s, out in zip(cpu, outputs[:len(cpu)]):
-            results.update({fit_id: r for (fit_id, _), r in zip(s, out)})
+        outs = list(zip(cpu, outputs[:len(cpu)]))
         for s in gpu:  # one stack per device at a time, in this process
-            device = s[0][1].est.device_
-            out = _train_stack([m for _, m in s], device)
+            outs.append((s, _safe_train_stack([m for _, m in s], s[0][1].est.device_)))
+        for s, out in outs:
+            if isinstance(out, Exception):
+                # a failure of the stacked trainer itself (not of a fit):
+                # these fits take scikit-learn's path, one by one
+                warnings.warn(f"sknn could not train {len(s)} fits as a stack "
+                              f"({type(out).__name__}: {out}); they are fitted "
+                              "one by one.", RuntimeWarning, stacklevel=3)
+                continue
             results.update({fit_id: r for (fit_id, _), r in zip(s, out)})
         singles = outputs[len(cpu):len(cpu) + len(plan.singles)]
         results.update({fit_id: r for (fit_id, _), r in zip(plan.singles, singles)})

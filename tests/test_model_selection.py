@@ -291,3 +291,19 @@ def test_gpu_stacks_train_one_at_a_time_in_the_process(raw_digits, monkeypatch):
             refit=False).fit(X, y)
     assert calls == [(4, "cuda:0")]
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+def test_a_failing_stack_falls_back_to_sklearns_path(raw_digits, monkeypatch):
+    X, y = raw_digits
+
+    def broken(members, device):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(model_selection, "_train_stack", broken)
+    grid = {"mlp__alpha": [1e-4, 1.0]}
+    with pytest.warns(RuntimeWarning, match="could not train 4 fits as a stack"):
+        ours = model_selection.GridSearchCV(_pipe(hidden_layer_sizes=(8,)), grid,
+                                            cv=2).fit(X, y)
+    _, theirs = _both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid, X, y,
+                      cv=2)
+    _assert_same_search(ours, theirs)
