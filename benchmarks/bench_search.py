@@ -1,6 +1,6 @@
 """Wall time of the fused architecture search against scikit-learn's, in one run.
 
-    python benchmarks/bench_search.py --mnist /work/shared/data/mnist
+    python benchmarks/bench_search.py --mnist PATH    # MNIST IDX folder or mnist.npz
     python benchmarks/bench_search.py --rounds 1      # a smoke run, digits only
 
 The search: ``Pipeline(StandardScaler, MLPClassifierTorch(max_iter=30))`` over
