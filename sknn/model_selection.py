@@ -258,6 +258,13 @@ def _split_stacks(plan, n_workers):
     return stacks
 
 
+def _cost(stack):
+    """Rough work of a stack: parameters x rows x epochs of its networks."""
+    from sknn._fused import estimate_bytes
+
+    return sum(estimate_bytes(m) * len(m.X) * m.est.max_iter for _, m in stack)
+
+
 def _budget(device):
     import torch
 
@@ -379,7 +386,9 @@ class _FusedSearch:
         stacks = _split_stacks(plan, n_workers)
         if self.verbose > 0:
             print(_describe(stacks, plan))
-        cpu = [s for s in stacks if str(s[0][1].est.device_) == "cpu"]
+        # the costliest stacks first, so that workers finish together
+        cpu = sorted((s for s in stacks if str(s[0][1].est.device_) == "cpu"),
+                     key=_cost, reverse=True)
         gpu = [s for s in stacks if str(s[0][1].est.device_) != "cpu"]
         tasks = [delayed(_safe_train_stack)([m for _, m in s], "cpu") for s in cpu]
         tasks += [delayed(_fit_single)(clone(est), X, y, splits[fold][0])
