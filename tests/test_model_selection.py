@@ -307,3 +307,34 @@ def test_a_failing_stack_falls_back_to_sklearns_path(raw_digits, monkeypatch):
     _, theirs = _both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid, X, y,
                       cv=2)
     _assert_same_search(ours, theirs)
+
+
+class _CountingScaler(StandardScaler):
+    fits = 0
+
+    def fit(self, X, y=None, sample_weight=None):
+        type(self).fits += 1
+        return super().fit(X, y, sample_weight)
+
+
+def test_pipeline_steps_are_fitted_once_per_fold(raw_digits):
+    X, y = raw_digits
+    pipe = Pipeline([("scale", _CountingScaler()), ("mlp", MLPClassifierTorch(
+        (8,), max_iter=2, random_state=0, device="cpu"))])
+    grid = {"mlp__alpha": [1e-4, 1e-2, 1.0], "mlp__learning_rate_init": [1e-3, 1e-2]}
+    _CountingScaler.fits = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model_selection.GridSearchCV(pipe, grid, cv=3).fit(X, y)
+    assert _CountingScaler.fits == 3 + 1  # one per fold, and the refit
+
+
+def test_binary_and_multilabel_targets_stack_like_single_fits(digits):
+    X, y = digits
+    fused, singles = _stacked_and_single(X, y % 2, [{"alpha": 1e-4}, {"alpha": 1.0}],
+                                         early_stopping=True, batch_size=40)
+    Y = np.column_stack([y % 2, y > 4, y == 3]).astype(int)
+    fused2, singles2 = _stacked_and_single(X, Y, [{"alpha": 1e-4}], solver="sgd")
+    for f, s in zip(fused + fused2, singles + singles2):
+        _assert_same_fit(f, s)
+        np.testing.assert_array_equal(f.predict(X), s.predict(X))
