@@ -430,12 +430,21 @@ class _FusedSearch:
         return super()._format_results(candidate_params, n_splits, out, more_results)
 
 
+_NOTE = """
+    sknn: the (candidate, fold) fits of an :class:`~sknn.MLPClassifierTorch`,
+    or of a Pipeline ending in one, train together as stacked networks, each
+    the fit it would be alone; every other fit, the scoring and the refit are
+    scikit-learn's. See the "Searching architectures" page. scikit-learn's
+    documentation follows.
+"""
+
+
 class GridSearchCV(_FusedSearch, _sk.GridSearchCV):
-    __doc__ = _sk.GridSearchCV.__doc__
+    __doc__ = _NOTE + (_sk.GridSearchCV.__doc__ or "")
 
 
 class RandomizedSearchCV(_FusedSearch, _sk.RandomizedSearchCV):
-    __doc__ = _sk.RandomizedSearchCV.__doc__
+    __doc__ = _NOTE + (_sk.RandomizedSearchCV.__doc__ or "")
 
 
 __all__ = ["GridSearchCV", "RandomizedSearchCV"]
