@@ -1,0 +1,531 @@
+"""The stacked trainer: several ``MLPClassifierTorch`` fits trained as one.
+
+:func:`prepare` checks and encodes one fit's data exactly as
+``MLPClassifierTorch.fit`` does (or raises its error), and :func:`fusion_key`
+says which fits can share a stack: the same solver, activation, layer sizes,
+input width, output kind and device. :func:`train_stack` trains a list of
+prepared fits as stacked networks (:mod:`sknn._stacked`) and returns, for
+each, the fitted estimator its single fit makes:
+
+- the same initial weights (``est._build_module`` under ``torch_rng(seed)``,
+  the seed drawn from ``random_state`` before the early-stopping split, which
+  uses the same ``RandomState``);
+- the same batches (a ``torch.Generator`` seeded with that seed draws each
+  epoch's permutation, as ``sknn._data.BatchIterator`` does); folds of
+  different sizes have batches of their own, a short last batch is masked;
+- the same loss (the sample-weighted mean of the per-sample loss), L2 term
+  (``alpha / (batch_size * mean sample weight)`` as weight decay on the
+  weights), optimizer steps, learning-rate schedules and stopping rules
+  (``tol``, ``n_iter_no_change``, ``max_iter``, early stopping on its own
+  validation split with the best weights restored);
+- the same fitted attributes (``loss_curve_``, ``n_iter_``, ``best_loss_``,
+  ``validation_scores_``, ``history_``, ``coefs_``...).
+
+A network that has stopped leaves the stack at the end of its epoch.
+"""
+
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+
+from sknn._stacked import (
+    StackedAdam,
+    StackedMLP,
+    StackedSGD,
+    correct,
+    per_sample_loss,
+)
+from sknn._training import torch_rng
+
+_MAX_SEED = np.iinfo(np.int32).max
+#: torch's global RNG, seeded to build each network, is shared by threads
+_RNG_LOCK = threading.Lock()
+#: rows per forward pass when validating
+_VALID_BATCH = 8192
+
+
+@dataclass
+class Member:
+    """One fit to train in a stack: its estimator (parameters validated,
+    ``classes_``, ``n_features_in_`` and ``target_encoder_`` set), its data
+    (float32 X, encoded y, combined sample weights or None)."""
+
+    est: object
+    X: np.ndarray
+    y: np.ndarray
+    weight: object
+    kind: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def prepare(est, X, y):
+    """Validate ``est``'s parameters and the data as ``est.fit(X, y)`` does.
+
+    Raises what that fit would raise for bad parameters or data.
+    """
+    from sknn._parallel import resolve_device
+    from sknn._targets import sample_weights
+
+    est._validate_params()
+    Xv, yv = est._validate_Xy(X, y, reset=True)
+    y_enc = est._encode_targets(yv, incremental=False, first_call=False)
+    weight = sample_weights(est.target_encoder_, y_enc, None, est.class_weight)
+    est.device_ = resolve_device(est.device)
+    kind = {"onehot": "multiclass"}.get(est.target_encoder_.kind_,
+                                         est.target_encoder_.kind_)
+    Xf = Xv if Xv.dtype == np.float32 and Xv.flags.c_contiguous else (
+        np.ascontiguousarray(Xv, dtype=np.float32))
+    return Member(est, Xf, np.asarray(y_enc), weight, kind)
+
+
+def fusion_key(member):
+    """What fits must share to train in one stack, or None when this fit must
+    take the per-fit path (its own ``fit``)."""
+    from sknn._mlp import MLPClassifierTorch
+
+    est = member.est
+    if (type(est) is not MLPClassifierTorch or est.solver not in ("adam", "sgd")
+            or est.dropout or est.batch_norm or est.callbacks or est.verbose
+            or est.progress_bar or est.precision != "float32"):
+        return None
+    return (est.solver, est.activation, est._hidden_sizes(), member.X.shape[1],
+            member.kind, est.target_encoder_.n_outputs_, str(est.device_),
+            bool(est.shuffle), est.batch_size)
+
+
+def estimate_bytes(member):
+    """Memory of one network in a stack: weights, gradients and optimizer
+    state, and a batch's activations and their gradients (float32)."""
+    est = member.est
+    sizes = [member.X.shape[1], *est._hidden_sizes(), est.target_encoder_.n_outputs_]
+    n_params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    slots = 4 if est.solver == "adam" else 3
+    batch = 200 if est.batch_size == "auto" else int(est.batch_size)
+    return 4 * (slots * n_params + 2 * batch * sum(sizes))
+
+
+# ------------------------------------------------------------------ set-up
+class _Fit:
+    """Per-network training state inside :func:`train_stack`."""
+
+    def __init__(self, member, offset, device):
+        est = member.est
+        self.member = member
+        rs = check_random_state(est.random_state)
+        self.seed = int(rs.randint(_MAX_SEED))
+        n = len(member.X)
+        rows = np.arange(n)
+        weight = member.weight
+        self.valid = None
+        if est.early_stopping:
+            stratify = None
+            if est.target_encoder_.n_outputs_ == 1:
+                stratify = np.asarray(member.y).reshape(-1, 1) > 0.5
+            train_idx, valid_idx = train_test_split(
+                rows, random_state=rs, test_size=est.validation_fraction,
+                stratify=stratify)
+            if len(valid_idx) < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase "
+                    "'validation_fraction' or the size of your dataset.")
+            self.valid = (torch.from_numpy(valid_idx + offset).to(device),
+                          None if weight is None else
+                          torch.from_numpy(weight[valid_idx]).to(device))
+            rows = train_idx
+        self.n = len(rows)
+        self.rows = torch.from_numpy(rows + offset)
+        self.weight = None if weight is None else torch.from_numpy(
+            np.ascontiguousarray(weight[rows]))
+        self.batch_size = est._batch_size(self.n)
+        mean_weight = 1.0 if weight is None else float(weight.mean())
+        self.l2 = est.alpha / (self.batch_size * mean_weight)
+        self.total_weight = float(self.n if self.weight is None else self.weight.sum())
+        self.generator = torch.Generator().manual_seed(self.seed)
+        with _RNG_LOCK, torch_rng(self.seed, est.device_):
+            self.module = est._build_module(member.X.shape[1],
+                                            est.target_encoder_.n_outputs_)
+        self.init_layers = [(layer.weight, layer.bias)
+                            for layer in self.module.linear_layers()]
+        # scikit-learn's stopping state (NoImprovementStopping)
+        self.lr = est.learning_rate_init
+        self.best = -np.inf if est.early_stopping else np.inf
+        self.count = 0
+        self.best_state = None
+        self.stop_reason = None
+        self.t = 0
+        self.rows_history = []
+        self.seconds = 0.0
+        self.done = False
+
+    @property
+    def n_batches(self):
+        return -(-self.n // self.batch_size)
+
+    def epoch_order(self, shuffle, width, n_batches):
+        """This epoch's rows and weights as ``(n_batches, width)`` tensors,
+        each batch padded to ``width`` with row 0 of weight 0."""
+        if shuffle:
+            perm = torch.randperm(self.n, generator=self.generator)
+        else:
+            perm = torch.arange(self.n)
+        rows = torch.zeros(n_batches, width, dtype=torch.long)
+        weight = torch.zeros(n_batches, width)
+        bs = self.batch_size
+        src_w = (torch.ones(self.n) if self.weight is None else self.weight)[perm]
+        src_r = self.rows[perm]
+        for j in range(self.n_batches):
+            chunk = slice(j * bs, (j + 1) * bs)
+            k = len(src_r[chunk])
+            rows[j, :k] = src_r[chunk]
+            weight[j, :k] = src_w[chunk]
+        return rows, weight
+
+
+# ---------------------------------------------------------------- training
+def train_stack(members, device="cpu"):
+    """Train ``members`` (prepared fits sharing one :func:`fusion_key`) as one
+    stack on ``device``.
+
+    Returns
+    -------
+    results : list of (estimator or exception, seconds)
+        For each member in order, its fitted estimator (or the error its single
+        fit would raise) and its share of the stack's wall time.
+    """
+    start = time.perf_counter()
+    device = torch.device(device)
+    blocks, offsets = {}, []
+    for member in members:
+        if id(member.X) not in blocks:
+            blocks[id(member.X)] = (sum(len(b) for _, b in blocks.values()), member.X)
+        offsets.append(blocks[id(member.X)][0])
+    X_all = torch.from_numpy(np.concatenate([b for _, b in blocks.values()])
+                             if len(blocks) > 1 else members[0].X).to(device)
+    y_all = torch.from_numpy(_stack_targets(members)).to(device)
+    fits, outcomes = [], [None] * len(members)
+    for i, (member, offset) in enumerate(zip(members, offsets)):
+        try:
+            fits.append(_Fit(member, offset, device))
+        except Exception as exc:  # noqa: BLE001 - the single fit's error
+            outcomes[i] = exc
+    trained = [f for f in fits if f is not None]
+    if trained:
+        from sknn._threads import fit_threads
+
+        cpu = device.type == "cpu"
+        work = _batch_work(trained) if cpu else None
+        with fit_threads(work) as budget:
+            threads = _ThreadChooser(budget if cpu else 1)
+            _train(trained, X_all, y_all, members[0].kind, device, threads)
+    fits = iter(trained)
+    for i, outcome in enumerate(outcomes):
+        if outcome is None:
+            fit = next(fits)
+            try:
+                outcomes[i] = (_fitted(fit, device), fit.seconds)
+            except Exception as exc:  # noqa: BLE001 - the single fit's error
+                outcomes[i] = (exc, fit.seconds)
+        else:
+            outcomes[i] = (outcome, 0.0)
+    # the set-up and the assembly of the estimators, shared alike
+    shared = (time.perf_counter() - start - sum(t for _, t in outcomes)) / len(members)
+    return [(outcome, seconds + shared) for outcome, seconds in outcomes]
+
+
+def _stack_targets(members):
+    """The encoded targets of every data block, in the order of ``X_all``:
+    members of the same block share X, and therefore y."""
+    seen, ys = set(), []
+    for member in members:
+        if id(member.X) not in seen:
+            seen.add(id(member.X))
+            ys.append(member.y)
+    y = np.concatenate(ys) if len(ys) > 1 else ys[0]
+    return np.ascontiguousarray(y)
+
+
+def _batch_work(fits):
+    """Multiply-accumulates of one stacked batch (forward pass)."""
+    return sum(f.batch_size * sum(p.numel() for p in f.module.parameters())
+               for f in fits)
+
+
+class _ThreadChooser:
+    """The fastest torch thread count for this stack's batches, now.
+
+    On a machine others load, a second OpenMP thread can make a batch many
+    times slower (it waits for a core another process holds: measured here,
+    200-300 ms on 2 threads for a batch of 3-13 ms on one). The counts
+    (``sknn._threads.candidate_counts``, none beyond the cores other
+    processes leave free) are timed on a few batches each, fewest threads
+    first; a count whose batch is far slower than the best so far is dropped
+    at once. The comparison is made again every few seconds, as sknn's
+    ``ThreadTuner`` does for a single fit.
+    """
+
+    TRIAL = 3
+    RECHECK_S = 3.0
+    #: a count whose batch takes this many times the best median is dropped
+    TOO_SLOW = 1.5
+
+    def __init__(self, budget):
+        from sknn._threads import candidate_counts
+
+        self.all_counts = candidate_counts(budget)
+        self.best = self.all_counts[0]
+        self.since = None
+        self._start_trials()
+
+    def _start_trials(self):
+        from sknn._parallel import cpu_count
+        from sknn._threads import busy_elsewhere
+
+        busy = busy_elsewhere()
+        free = cpu_count() if busy is None else max(1, cpu_count() - busy)
+        counts = [c for c in self.all_counts if c <= free] or [1]
+        self.times = {}
+        self.plan = [] if len(counts) == 1 else [
+            c for c in counts for _ in range(self.TRIAL + 1)]
+        if not self.plan:
+            self.best = counts[0]
+            self.since = time.perf_counter()
+
+    def begin(self):
+        self.count = self.plan[0] if self.plan else self.best
+        if torch.get_num_threads() != self.count:
+            torch.set_num_threads(self.count)
+        self.tic = time.perf_counter()
+
+    def _median(self, count):
+        times = sorted(self.times[count][1:])  # the first batch warms up
+        return times[len(times) // 2] if times else None
+
+    def end(self):
+        now = time.perf_counter()
+        if not self.plan:
+            if now - self.since > self.RECHECK_S:
+                self._start_trials()
+            return
+        self.plan.pop(0)
+        self.times.setdefault(self.count, []).append(now - self.tic)
+        done = {c: self._median(c) for c in self.times if c != self.count}
+        done = [t for t in done.values() if t is not None]
+        if done and now - self.tic > self.TOO_SLOW * min(done):
+            self.plan = [c for c in self.plan if c != self.count]
+        if not self.plan:
+            medians = {c: self._median(c) for c in self.times}
+            medians = {c: t for c, t in medians.items() if t is not None}
+            self.best = min(medians, key=medians.get) if medians else 1
+            self.since = now
+
+
+def _train(fits, X_all, y_all, kind, device, threads):
+    est0 = fits[0].member.est
+    live = list(fits)
+    model = StackedMLP([f.init_layers for f in live], est0.activation, device)
+    ests = [f.member.est for f in live]
+    if est0.solver == "adam":
+        opt = StackedAdam(model, [e.learning_rate_init for e in ests],
+                          [f.l2 for f in live], [e.beta_1 for e in ests],
+                          [e.beta_2 for e in ests], [e.epsilon for e in ests], device)
+    else:
+        opt = StackedSGD(model, [e.learning_rate_init for e in ests],
+                         [f.l2 for f in live], [e.momentum for e in ests],
+                         [float(e.nesterovs_momentum and e.momentum > 0) for e in ests],
+                         device)
+    shuffle = bool(est0.shuffle)
+    width = max(f.batch_size for f in live)
+    epoch = 0
+    while live:
+        epoch += 1
+        tic = time.perf_counter()
+        n_batches = max(f.n_batches for f in live)
+        orders = [f.epoch_order(shuffle, width, n_batches) for f in live]
+        rows = torch.stack([o[0] for o in orders]).to(device)     # (M, K, B)
+        weights = torch.stack([o[1] for o in orders]).to(device)  # (M, K, B)
+        counts = torch.tensor([[min(f.batch_size, max(f.n - j * f.batch_size, 0))
+                                for j in range(n_batches)] for f in live])
+        ragged = any(f.n_batches < n_batches for f in live)
+        losses, corrects = [], []
+        for j in range(n_batches):
+            threads.begin()
+            idx = rows[:, j]
+            w = weights[:, j]
+            logits = model.forward(X_all[idx])
+            yb = y_all[idx]
+            per_sample = per_sample_loss(logits, yb, kind)
+            loss = (per_sample * w).sum(1) / w.sum(1).clamp_min(1e-12)
+            grads = torch.autograd.grad(loss.sum(), model.params)
+            active = None
+            if ragged:
+                active = (counts[:, j] > 0).to(device).reshape(-1, 1, 1)
+            opt.step(grads, active)
+            losses.append(loss.detach())
+            corrects.append((correct(logits.detach(), yb, kind) * w).sum(1))
+            threads.end()
+        losses = torch.stack(losses, 1).double().cpu()        # (M, K)
+        corrects = torch.stack(corrects, 1).sum(1).double().cpu()
+        penalty = 0.5 * (opt.l2.reshape(-1) * model.squared_norms()).double().cpu()
+        train_loss = ((losses * counts).sum(1) / counts.sum(1) + penalty).tolist()
+        valid = [_validate(model, m, f, X_all, y_all, kind) if f.valid is not None
+                 else None for m, f in enumerate(live)]
+        seconds = time.perf_counter() - tic
+        stopped = []
+        for m, f in enumerate(live):
+            f.seconds += seconds / len(live)
+            record = {"epoch": epoch, "train_loss": train_loss[m],
+                      "train_acc": float(corrects[m]) / f.total_weight,
+                      "train_samples": f.n, "dur": seconds / len(live)}
+            if valid[m] is not None:
+                record["valid_loss"], record["valid_acc"] = valid[m]
+            f.rows_history.append(record)
+            if _end_of_epoch(f, m, record, model, opt):
+                stopped.append(m)
+        if stopped:
+            for m in stopped:
+                live[m].final_state = model.state(m)
+            keep = [m for m in range(len(live)) if m not in stopped]
+            live = [live[m] for m in keep]
+            if live:
+                index = torch.tensor(keep, device=device)
+                model.select(index)
+                opt.select(index)
+
+
+def _validate(model, m, f, X_all, y_all, kind):
+    """(validation loss, validation accuracy) of network ``m``."""
+    rows, weight = f.valid
+    with torch.no_grad():
+        logits = torch.cat([model.forward_one(m, X_all[rows[i:i + _VALID_BATCH]])
+                            for i in range(0, len(rows), _VALID_BATCH)])
+        y = y_all[rows]
+        per = per_sample_loss(logits[None], y[None], kind)[0]
+        ok = correct(logits, y, kind)
+        if weight is None:
+            return float(per.mean()), float(ok.mean())
+        return (float((per * weight).sum() / weight.sum()),
+                float((ok * weight).sum() / weight.sum()))
+
+
+def _end_of_epoch(f, m, record, model, opt):
+    """sknn's end-of-epoch callbacks for one network, in their order: best
+    weights (early stopping), inverse scaling, then the stopping rule.
+    Returns True when the network stops."""
+    est = f.member.est
+    if est.early_stopping:
+        # skorch's valid_acc_best: strictly better than every earlier epoch
+        record["valid_acc_best"] = bool(record["valid_acc"] > max(
+            [r["valid_acc"] for r in f.rows_history[:-1]], default=-np.inf))
+        if record["valid_acc_best"]:
+            f.best_state = model.state(m)
+    if est.solver == "sgd" and est.learning_rate == "invscaling":
+        f.t += f.n
+        f.lr = est.learning_rate_init / pow(f.t + 1, est.power_t)
+        opt.set_lr(m, f.lr)
+    score = record["valid_acc"] if est.early_stopping else record["train_loss"]
+    if est.early_stopping:
+        improved_enough, is_best = score >= f.best + est.tol, score > f.best
+    else:
+        improved_enough, is_best = score <= f.best - est.tol, score < f.best
+    f.count = 0 if improved_enough else f.count + 1
+    if is_best:
+        f.best = float(score)
+    if f.count > est.n_iter_no_change:
+        what = "Validation score" if est.early_stopping else "Training loss"
+        reason = (f"{what} did not improve more than tol={est.tol:f} for "
+                  f"{est.n_iter_no_change} consecutive epochs.")
+        adaptive = est.solver == "sgd" and est.learning_rate == "adaptive"
+        if adaptive and f.lr > 1e-6:
+            f.lr = f.lr / 5.0
+            opt.set_lr(m, f.lr)
+            f.count = 0
+        else:
+            f.stop_reason = reason + (" Learning rate too small." if adaptive else "")
+            return True
+    return len(f.rows_history) >= est.max_iter
+
+
+# ---------------------------------------------------------- fitted models
+def _fitted(f, device):
+    """The estimator of a trained network, with the attributes its single fit
+    sets."""
+    from skorch.history import History
+
+    from sknn._training import optimizer_policy
+
+    est = f.member.est
+    state = f.best_state if (est.early_stopping and f.best_state is not None) \
+        else f.final_state
+    module_state = {}
+    names = [name for name, layer in f.module.named_children()
+             if isinstance(layer, torch.nn.Linear)]
+    for layer_name, (w, b) in zip(names, state):
+        module_state[f"{layer_name}.weight"] = w
+        module_state[f"{layer_name}.bias"] = b
+    device_ = est.device_
+    with _RNG_LOCK:  # it seeds torch's global RNG too
+        est._rebuild(module_state)
+    est.device_ = device_
+    net = est.net_
+    if not all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):
+        raise ValueError(
+            "Solver produced non-finite parameter weights. The input data may "
+            "contain large values and need to be preprocessed.")
+    # the net as the single fit leaves it: its batch size, L2 term, rate,
+    # history and stopping state
+    net.batch_size = f.batch_size
+    for key, value in optimizer_policy(est, f.l2).items():
+        setattr(net, key, value)
+    net.initialize_optimizer()
+    for group in net.optimizer_.param_groups:
+        group["lr"] = f.lr
+    history = [dict(r, batches=[]) for r in f.rows_history]
+    net.history_ = History(history)
+    net.epochs_run_ = len(history)
+    callbacks = dict(net.callbacks_)
+    stopping = callbacks.get("sklearn_stopping")
+    if stopping is not None:
+        stopping.best_, stopping.no_improvement_count_ = f.best, f.count
+        stopping.stop_reason_ = f.stop_reason
+    if "sklearn_invscaling" in callbacks:
+        callbacks["sklearn_invscaling"].t_ = f.t
+    if torch.device(device_).type != "cpu":
+        net.device = device_
+        net.module_.to(device_)
+    est.n_iter_ = len(history)
+    est.loss_curve_ = [r["train_loss"] for r in history]
+    est.loss_ = est.loss_curve_[-1]
+    est.t_ = int(sum(r["train_samples"] for r in history))
+    if est.early_stopping:
+        est.best_loss_ = None
+        est.validation_scores_ = [r["valid_acc"] for r in history]
+        est.best_validation_score_ = max(est.validation_scores_)
+    else:
+        est.best_loss_ = f.best
+        est.validation_scores_ = None
+        est.best_validation_score_ = None
+    est.n_outputs_ = est.target_encoder_.n_outputs_
+    est.out_activation_ = est.target_encoder_.out_activation_
+    est.history_ = [_history_record(r) for r in history]
+    if f.stop_reason is None and est.n_iter_ == est.max_iter:
+        warnings.warn(
+            f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached "
+            "and the optimization hasn't converged yet.", ConvergenceWarning,
+            stacklevel=2)
+    return est
+
+
+def _history_record(row):
+    record = {"epoch": row["epoch"], "loss": row["train_loss"],
+              "accuracy": row["train_acc"], "duration": row["dur"]}
+    if "valid_loss" in row:
+        record["val_loss"] = row["valid_loss"]
+        record["val_accuracy"] = row["valid_acc"]
+    return record
