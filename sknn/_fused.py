@@ -71,12 +71,11 @@ def prepare(est, X, y):
     Raises what that fit would raise for bad parameters or data.
     """
     from sknn._parallel import resolve_device
-    from sknn._targets import sample_weights
 
     est._validate_params()
     Xv, yv = est._validate_Xy(X, y, reset=True)
-    y_enc = est._encode_targets(yv, incremental=False, first_call=False)
-    weight = sample_weights(est.target_encoder_, y_enc, None, est.class_weight)
+    y_enc, weight = est._encode_targets(yv, None, incremental=False,
+                                        first_call=False)
     est.device_ = resolve_device(est.device)
     kind = {"onehot": "multiclass"}.get(est.target_encoder_.kind_,
                                          est.target_encoder_.kind_)

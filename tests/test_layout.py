@@ -34,9 +34,10 @@ LAYERS = [
                  "sknn.plotting"]),
     # the training engine: the skorch net, its callbacks, CPU threads
     ("training", ["sknn._threads", "sknn._callbacks", "sknn._fitted", "sknn._net",
-                  "sknn._sklearn_callbacks", "sknn._training"]),
+                  "sknn._sklearn_callbacks", "sknn._training", "sknn._stacked"]),
     # the scikit-learn estimators
-    ("estimators", ["sknn._base", "sknn._mlp", "sknn._cnn", "sknn._regressor"]),
+    ("estimators", ["sknn._base", "sknn._mlp", "sknn._cnn", "sknn._regressor",
+                    "sknn._fused", "sknn.model_selection"]),
     # what a fitted estimator becomes: ONNX graphs, safe files
     ("deployment", ["sknn._onnx", "sknn._onnx_runtime", "sknn._safe_checks",
                     "sknn._safe"]),

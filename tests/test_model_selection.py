@@ -2,13 +2,12 @@
 scikit-learn's."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
+from sklearn.exceptions import FitFailedWarning
 from sklearn.model_selection import KFold
 from sklearn.preprocessing import StandardScaler
 
@@ -27,14 +26,12 @@ def _stacked_and_single(X, y, params, **base):
     base = MLPClassifierTorch(**{"hidden_layer_sizes": (12,), "max_iter": 3,
                                  "device": "cpu", **base})
     members, singles = [], []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for k, (train, _) in enumerate(KFold(2).split(X)):
-            for p in params:
-                est = clone(base).set_params(random_state=k, **p)
-                members.append(prepare(clone(est), X[train], y[train]))
-                singles.append(est.fit(X[train], y[train]))
-        stacked = train_stack(members)
+    for k, (train, _) in enumerate(KFold(2).split(X)):
+        for p in params:
+            est = clone(base).set_params(random_state=k, **p)
+            members.append(prepare(clone(est), X[train], y[train]))
+            singles.append(est.fit(X[train], y[train]))
+    stacked = train_stack(members)
     return [s for s, _ in stacked], singles
 
 
@@ -94,10 +91,8 @@ def test_stacked_initial_weights_are_the_single_fits(digits):
     X, y = digits
     est = MLPClassifierTorch((10,), max_iter=1, random_state=3, device="cpu",
                              learning_rate_init=1e-12)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        fused = train_stack([prepare(clone(est), X, y)])[0][0]
-        single = clone(est).fit(X, y)
+    fused = train_stack([prepare(clone(est), X, y)])[0][0]
+    single = clone(est).fit(X, y)
     from sknn._training import torch_rng
 
     with torch_rng(int(np.random.RandomState(3).randint(np.iinfo(np.int32).max)),
@@ -121,18 +116,16 @@ def test_stacked_fit_errors_are_the_single_fits(digits):
 def test_stacked_fit_pickles_and_continues(digits):
     X, y = digits
     est = MLPClassifierTorch((8,), max_iter=2, random_state=0, device="cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        fused = train_stack([prepare(clone(est), X, y)])[0][0]
-        loaded = pickle.loads(pickle.dumps(fused))
-        np.testing.assert_array_equal(loaded.predict_proba(X), fused.predict_proba(X))
-        single = clone(est).fit(X, y)
-        # partial_fit continues with the single fit's L2 term and rate
-        assert fused.net_.optimizer_.param_groups[0]["weight_decay"] == pytest.approx(
-            single.net_.optimizer_.param_groups[0]["weight_decay"])
-        single = pickle.loads(pickle.dumps(single))
-        loaded.partial_fit(X, y)
-        single.partial_fit(X, y)
+    fused = train_stack([prepare(clone(est), X, y)])[0][0]
+    loaded = pickle.loads(pickle.dumps(fused))
+    np.testing.assert_array_equal(loaded.predict_proba(X), fused.predict_proba(X))
+    single = clone(est).fit(X, y)
+    # partial_fit continues with the single fit's L2 term and rate
+    assert fused.net_.optimizer_.param_groups[0]["weight_decay"] == pytest.approx(
+        single.net_.optimizer_.param_groups[0]["weight_decay"])
+    single = pickle.loads(pickle.dumps(single))
+    loaded.partial_fit(X, y)
+    single.partial_fit(X, y)
     _assert_same_fit(loaded, single)
 
 
@@ -156,11 +149,9 @@ def raw_digits():
 
 
 def _both(cls_name, estimator, grid, X, y, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        ours = getattr(model_selection, cls_name)(estimator, grid, **kwargs).fit(X, y)
-        theirs = getattr(sk_model_selection, cls_name)(estimator, grid, **kwargs)
-        theirs.fit(X, y)
+    ours = getattr(model_selection, cls_name)(estimator, grid, **kwargs).fit(X, y)
+    theirs = getattr(sk_model_selection, cls_name)(estimator, grid, **kwargs)
+    theirs.fit(X, y)
     return ours, theirs
 
 
@@ -252,8 +243,7 @@ def test_memory_budget_and_workers_split_stacks(raw_digits, capsys, monkeypatch)
     monkeypatch.setattr(model_selection, "CPU_STACK_BYTES", 1)
     _, theirs = _both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid, X, y,
                       cv=2)
-    with parallel_config(backend="threading"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    with parallel_config(backend="threading"):
         ours = model_selection.GridSearchCV(_pipe(hidden_layer_sizes=(8,)), grid,
                                             cv=2, verbose=1, n_jobs=2).fit(X, y)
     _assert_same_search(ours, theirs)
@@ -284,11 +274,9 @@ def test_gpu_stacks_train_one_at_a_time_in_the_process(raw_digits, monkeypatch):
     monkeypatch.setattr(model_selection, "_train_stack", fake_train)
     monkeypatch.setattr(model_selection, "_budget", lambda device: 1 << 30)
     grid = {"mlp__alpha": [1e-4, 1.0]}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        search = model_selection.GridSearchCV(
-            _pipe(hidden_layer_sizes=(8,), device="cuda"), grid, cv=2,
-            refit=False).fit(X, y)
+    search = model_selection.GridSearchCV(
+        _pipe(hidden_layer_sizes=(8,), device="cuda"), grid, cv=2,
+        refit=False).fit(X, y)
     assert calls == [(4, "cuda:0")]
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
 
@@ -323,9 +311,7 @@ def test_pipeline_steps_are_fitted_once_per_fold(raw_digits):
         (8,), max_iter=2, random_state=0, device="cpu"))])
     grid = {"mlp__alpha": [1e-4, 1e-2, 1.0], "mlp__learning_rate_init": [1e-3, 1e-2]}
     _CountingScaler.fits = 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model_selection.GridSearchCV(pipe, grid, cv=3).fit(X, y)
+    model_selection.GridSearchCV(pipe, grid, cv=3).fit(X, y)
     assert _CountingScaler.fits == 3 + 1  # one per fold, and the refit
 
 
