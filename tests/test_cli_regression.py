@@ -233,3 +233,42 @@ def test_predict_writes_a_column_per_output(tmp_path):
     written = pd.read_csv(tmp_path / "p.csv")
     assert list(written.columns) == ["prediction_0", "prediction_1"]
     np.testing.assert_array_equal(written.to_numpy(), expected)
+
+
+def test_early_stopping_and_plot_for_a_regressor(tmp_path):
+    pytest.importorskip("matplotlib")
+    data, _ = _prices(tmp_path, n=120)
+    out, plot = tmp_path / "m.joblib", tmp_path / "curves.png"
+    status, stdout, stderr = _run_main(
+        ["train", "--data", data, "--target", "price", "--epochs", 4,
+         "--early-stopping", "--plot", plot, "--out", out, "--no-progress"])
+    assert status == 0, stderr
+    reg = joblib.load(out)[-1]
+    assert reg.early_stopping and len(reg.validation_scores_) == reg.n_iter_
+    assert all("val_loss" in row and "val_r2" in row for row in reg.history_)
+    assert plot.stat().st_size > 1000
+
+
+def test_predict_images_with_a_python_image_regressor(digits_bunch, tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    from sknn.datasets import load_image
+    from sknn.preprocessing import PixelScaler
+
+    model = make_pipeline(PixelScaler(max_value=16), MLPRegressorTorch(
+        hidden_layer_sizes=(8,), max_iter=2, random_state=0,
+        progress_bar=False)).fit(digits_bunch.images[:200],
+                                 digits_bunch.target[:200].astype(float))
+    joblib.dump(model, tmp_path / "m.joblib")
+    path = tmp_path / "five.png"
+    Image.fromarray(np.round(digits_bunch.images[5] * 255 / 16).astype(
+        np.uint8)).save(path)
+    status, stdout, stderr = _run_main(["predict", "--model", tmp_path / "m.joblib",
+                                        path])
+    assert status == 0, stderr
+    printed_path, value = stdout.strip().split("\t")
+    assert printed_path == str(path)
+    image = load_image(path, size=(8, 8), grayscale=True)
+    expected = model.predict(image[np.newaxis] * np.float32(16))
+    np.testing.assert_array_equal(float(value), expected[0])
