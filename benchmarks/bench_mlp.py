@@ -4,6 +4,7 @@ loop, in one run, systems interleaved round by round.
     python benchmarks/bench_mlp.py            # full run (several minutes)
     python benchmarks/bench_mlp.py --quick    # a smoke run
     python benchmarks/bench_mlp.py --digits 9 # issue 16.6's ratio only
+    python benchmarks/bench_mlp.py --regressor 7  # section 6 only
 
 Sections:
 
@@ -16,6 +17,10 @@ Sections:
    784-512-10, Adam, batch 128, 10 epochs: test accuracy.
 4. Prediction: single-row ``predict_proba`` latency and 10,000-row predict time.
 5. Peak RSS of a fresh process fitting one epoch of section 2.
+6. MLPRegressorTorch: seconds per epoch against a plain PyTorch loop of the
+   same net (20,000 x 100 synthetic rows, 100-256-1, Adam, batch 128), and the
+   whole fit against scikit-learn's MLPRegressor on the diabetes data (442 x
+   10, hidden (100,), Adam, batch 200, 50 epochs).
 
 Ratios are per round (system time / reference time in the same round), reported
 as median [min-max], so slow spells of a shared machine hit both sides.
@@ -31,13 +36,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_diabetes, load_digits
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.neural_network import MLPClassifier
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from sknn import MLPClassifierTorch
+from sknn import MLPClassifierTorch, MLPRegressorTorch
 
 #: MNIST as sknn.datasets.load_mnist reads it (Keras' mnist.npz or a folder of
 #: the IDX files), from SKNN_MNIST; the development checkout's copy otherwise
@@ -355,9 +360,106 @@ def bench_rss():
            "peak RSS during fit, MiB"], rows)
 
 
+# ---------------------------------------------------------------- regressor
+def plain_torch_regression_fit(X, y, hidden, epochs, batch_size, lr=1e-3, seed=0,
+                               alpha=1e-4):
+    """The plain loop for a regressor: scikit-learn's half squared error,
+    fused Adam with the L2 term as weight decay on the weights only (as sknn
+    configures it), tensors preloaded, a permutation sliced per batch."""
+    torch.manual_seed(seed)
+    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    yt = torch.from_numpy(np.asarray(y, dtype=np.float32).reshape(len(X), -1))
+    layers, n_in = [], Xt.shape[1]
+    for h in hidden:
+        layers += [nn.Linear(n_in, h), nn.ReLU()]
+        n_in = h
+    model = nn.Sequential(*layers, nn.Linear(n_in, yt.shape[1]))
+    weights = [m.weight for m in model if isinstance(m, nn.Linear)]
+    biases = [m.bias for m in model if isinstance(m, nn.Linear)]
+    opt = torch.optim.Adam(
+        [{"params": weights, "weight_decay": alpha / batch_size},
+         {"params": biases, "weight_decay": 0.0}], lr=lr, fused=True)
+    n = len(Xt)
+    for _ in range(epochs):
+        perm = torch.randperm(n)
+        for start in range(0, n, batch_size):
+            idx = perm[start:start + batch_size]
+            opt.zero_grad()
+            loss = 0.5 * nn.functional.mse_loss(model(Xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+    return model
+
+
+def sknn_regression_fit(X, y, hidden, epochs, batch_size):
+    return MLPRegressorTorch(hidden_layer_sizes=hidden, max_iter=epochs,
+                             batch_size=batch_size, random_state=0, tol=0.0,
+                             device="cpu", progress_bar=False).fit(X, y)
+
+
+def sklearn_regression_fit(X, y, hidden, epochs, batch_size):
+    return MLPRegressor(hidden_layer_sizes=hidden, max_iter=epochs,
+                        batch_size=batch_size, random_state=0, tol=0.0).fit(X, y)
+
+
+def bench_regressor(rounds, n=20_000, epochs=2):
+    """Section 6: the regressor's epoch against the plain loop, and its small-
+    data fit against scikit-learn's, interleaved round by round."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal(size=(n, 100), dtype=np.float32)
+    y = (X[:, :10].sum(axis=1) + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    args = (X, y, (256,), epochs, 128)
+    systems = {
+        "plain torch loop (fused Adam)": lambda: timed(
+            plain_torch_regression_fit, *args)[0],
+        "sknn MLPRegressorTorch": lambda: timed(sknn_regression_fit, *args)[0],
+    }
+    for fn in systems.values():  # warm-up
+        fn()
+    load_before = os.getloadavg()[0]
+    times, ratios = interleaved(systems, rounds, "plain torch loop (fused Adam)")
+    load_after = os.getloadavg()[0]
+    times = {k: [t / epochs for t in v] for k, v in times.items()}
+    table(f"regressor epoch: {n:,}x100 synthetic, 100-256-1, Adam, batch 128, "
+          f"{rounds} rounds of a {epochs}-epoch fit (whole fit time / epochs), "
+          f"load average {load_before:.1f} -> {load_after:.1f}",
+          ["system", "s/epoch, median [range]", "ratio to plain loop"],
+          [(k, fmt_time(times[k]), fmt_ratio(ratios[k])) for k in systems])
+
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    y = (y - y.mean()) / y.std()
+    args = (X, y, (100,), 50, 200)
+    systems = {
+        "sklearn MLPRegressor": lambda: timed(sklearn_regression_fit, *args)[0],
+        "sknn MLPRegressorTorch": lambda: timed(sknn_regression_fit, *args)[0],
+        "sklearn MLPRegressor, 1 BLAS thread": lambda: one_thread(
+            sklearn_regression_fit, *args),
+        "sknn MLPRegressorTorch, 1 thread": lambda: one_thread(
+            sknn_regression_fit, *args),
+    }
+    for fn in systems.values():  # warm-up
+        fn()
+    load_before = os.getloadavg()[0]
+    times, ratios = interleaved(systems, rounds, "sklearn MLPRegressor")
+    _, ratios_1t = interleaved_ratios(times, "sklearn MLPRegressor, 1 BLAS thread")
+    load_after = os.getloadavg()[0]
+    table(f"regressor small-data fit: diabetes 442x10, hidden (100,), Adam, batch "
+          f"200, 50 epochs, {rounds} rounds, load average {load_before:.1f} -> "
+          f"{load_after:.1f}",
+          ["system", "fit s, median [range]", "ratio to sklearn",
+           "ratio to sklearn, 1 BLAS thread"],
+          [(k, fmt_time(times[k]), fmt_ratio(ratios[k]), fmt_ratio(ratios_1t[k]))
+           for k in systems])
+    return ratios
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--regressor", type=int, metavar="ROUNDS", default=0,
+                        help="only the regressor (section 6), in ROUNDS "
+                             "interleaved rounds")
     parser.add_argument("--digits", type=int, metavar="ROUNDS", default=0,
                         help="only the digits ratio (float32 and float64 X), "
                              "in ROUNDS interleaved rounds")
@@ -366,10 +468,14 @@ def main():
     if args.digits:
         bench_digits_ratio(args.digits)
         return
+    if args.regressor:
+        bench_regressor(args.regressor)
+        return
     if args.quick:
         bench_digits(2)
         bench_mnist_shaped(1, n=6_000, epochs=1)
         bench_predict(2)
+        bench_regressor(2, n=4_000, epochs=1)
         return
     bench_digits(7)
     bench_digits_ratio(9)
@@ -377,6 +483,7 @@ def main():
     bench_predict(7)
     bench_accuracy(10)
     bench_rss()
+    bench_regressor(7)
 
 
 if __name__ == "__main__":

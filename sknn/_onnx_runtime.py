@@ -1,8 +1,9 @@
-"""Running an exported ONNX classifier with onnxruntime, its metadata checked.
+"""Running an exported ONNX model with onnxruntime, its metadata checked.
 
 :class:`OnnxModel` is what ``sknn predict`` runs for an ``.onnx`` file: the
-graph :func:`sknn.to_onnx` wrote (one input ``X``, outputs ``label`` and
-``probabilities``) and the JSON :func:`sknn._onnx.input_metadata` stored
+graph :func:`sknn.to_onnx` wrote (one input ``X``; a classifier's outputs
+``label`` and ``probabilities``, a regressor's one output ``variable``) and
+the JSON :func:`sknn._onnx.input_metadata` stored
 beside it. The file may come from anywhere, so the metadata is checked key by
 key (types, shapes, finite numbers, agreement with the graph's input width)
 before any of it reaches a :class:`~sknn.preprocessing.PixelScaler` or sizes
@@ -172,8 +173,12 @@ def read_input_spec(text, n_features):
     return spec
 
 
+#: the one output of a regressor's graph (skl2onnx's name for it)
+REGRESSOR_OUTPUT = "variable"
+
+
 class OnnxModel:
-    """An exported ONNX classifier run by onnxruntime (CPU).
+    """An exported ONNX classifier or regressor run by onnxruntime (CPU).
 
     Parameters
     ----------
@@ -184,6 +189,10 @@ class OnnxModel:
     ----------
     n_features_in_ : int or None
         Width of the graph's input rows.
+    task_ : {'classification', 'regression'}
+        What the graph predicts: labels and probabilities
+        (:meth:`labels_and_proba`), or numbers (:meth:`predict`), read from
+        its outputs.
     input_spec_ : dict
         How to read new input for it (:func:`read_input_spec`); for a file
         without sknn's metadata, a table of ``n_features_in_`` unnamed
@@ -195,7 +204,8 @@ class OnnxModel:
         If onnxruntime is missing (``pip install 'sknn[deploy]'``).
     ValueError
         If the file is not a readable ONNX classifier graph (one 2-D input,
-        at least the outputs label and probabilities), or its sknn metadata is
+        at least the outputs label and probabilities) or regressor graph (one
+        2-D input, one float output ``variable``), or its sknn metadata is
         invalid: "'<path>': invalid sknn metadata (sknn.input_spec): <key>
         must be ...". A file is checked completely before any of it is used.
     """
@@ -211,12 +221,17 @@ class OnnxModel:
                              f"{_first_line(exc)}") from exc
         inputs, outputs = self.session_.get_inputs(), self.session_.get_outputs()
         shape = inputs[0].shape if len(inputs) == 1 else None
-        if shape is None or len(shape) != 2 or len(outputs) < 2 or inputs[0].type \
+        regressor = len(outputs) == 1 and outputs[0].name == REGRESSOR_OUTPUT \
+            and outputs[0].type == "tensor(float)"
+        if shape is None or len(shape) != 2 or (
+                len(outputs) < 2 and not regressor) or inputs[0].type \
                 not in ("tensor(float)", "tensor(uint8)"):
             raise ValueError(
-                f"{where} is not an sknn classifier graph: it must take one 2-D "
-                "float32 or uint8 input and give labels and probabilities; "
-                "export the model with sknn export or sknn.to_onnx")
+                f"{where} is not an sknn classifier or regressor graph: it must "
+                "take one 2-D float32 or uint8 input and give labels and "
+                "probabilities, or the regressor's output 'variable'; export "
+                "the model with sknn export or sknn.to_onnx")
+        self.task_ = "regression" if regressor else "classification"
         self.input_name_ = inputs[0].name
         self.input_dtype_ = np.uint8 if inputs[0].type == "tensor(uint8)" \
             else np.float32
@@ -237,22 +252,52 @@ class OnnxModel:
                                 "text": [], "categories": {}, "pixel_scaler": None,
                                 "n_features": self.n_features_in_}
 
+    def _run(self, X):
+        """The graph's outputs for the rows of X (images warn as the
+        Pipeline's PixelScaler does, when the metadata carries its
+        statistics)."""
+        scaler = self.input_spec_.get("pixel_scaler")
+        if scaler is not None:
+            scaler.transform(X)  # for its warnings only
+        X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        try:
+            return X, self.session_.run(
+                None, {self.input_name_: X.astype(self.input_dtype_)})
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ValueError(f"onnxruntime could not run the model on rows of "
+                             f"{X.shape[1]} values: {_first_line(exc)}") from exc
+
+    def predict(self, X):
+        """A regressor graph's predictions for the rows of X, float64: 1-D for
+        a single output, as the regressor's ``predict``.
+
+        Raises
+        ------
+        ValueError
+            If the graph is a classifier's (use :meth:`labels_and_proba`), or
+            its output is not an (n_samples, n_outputs) matrix.
+        """
+        if self.task_ != "regression":
+            raise ValueError("this ONNX graph is a classifier's: it gives labels "
+                             "and probabilities (labels_and_proba)")
+        X, (values,) = self._run(X)
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 2 or len(values) != len(X):
+            raise ValueError("the ONNX graph's output is not an (n_samples, "
+                             f"n_outputs) matrix: shape {values.shape}")
+        return values.ravel() if values.shape[1] == 1 else values
+
     def labels_and_proba(self, X):
         """The graph's labels and float64 probabilities for the rows of X.
 
         Images unlike the training images warn as the Pipeline's PixelScaler
         does, when the metadata carries its statistics.
         """
-        scaler = self.input_spec_.get("pixel_scaler")
-        if scaler is not None:
-            scaler.transform(X)  # for its warnings only
-        X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
-        try:
-            labels, proba = self.session_.run(
-                None, {self.input_name_: X.astype(self.input_dtype_)})[:2]
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ValueError(f"onnxruntime could not run the model on rows of "
-                             f"{X.shape[1]} values: {_first_line(exc)}") from exc
+        if self.task_ != "classification":
+            raise ValueError("this ONNX graph is a regressor's: it gives numbers "
+                             "(predict)")
+        X, outputs = self._run(X)
+        labels, proba = outputs[:2]
         labels, proba = np.asarray(labels), np.asarray(proba, dtype=np.float64)
         if proba.ndim != 2 or len(proba) != len(X) or len(labels) != len(X):
             raise ValueError(

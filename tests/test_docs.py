@@ -32,7 +32,8 @@ def test_no_doubled_braces_in_help(obj):
     assert "{{" not in pydoc.render_doc(obj, renderer=pydoc.plaintext)
 
 
-@pytest.mark.parametrize("obj", [sknn.MLPClassifierTorch, sknn.CNNClassifier],
+@pytest.mark.parametrize("obj", [sknn.MLPClassifierTorch, sknn.CNNClassifier,
+                                 sknn.MLPRegressorTorch],
                          ids=lambda o: o.__name__)
 def test_no_doubled_braces_in_estimator_help(obj):
     assert "{{" not in pydoc.render_doc(obj, renderer=pydoc.plaintext)
@@ -94,6 +95,7 @@ def _built(page):
     "generated/sknn.preprocessing.PixelScaler.html",
     "generated/sknn.datasets.load_digits_or_mnist.html",
     "generated/sknn.MLPClassifierTorch.html",
+    "generated/sknn.MLPRegressorTorch.html",
     "generated/sknn.CNNClassifier.html"])
 def test_built_pages_have_no_doubled_braces(page):
     assert "{{" not in _built(page)

@@ -24,6 +24,8 @@ EXPECTED = {
                                       "784-256-256-10", "best:"],
     "plot_label_binarizer.py": ["each row has exactly one 1: True",
                                 "predict_proba columns follow lb.classes_: True"],
+    "plot_regression.py": ["MLPRegressorTorch  R^2", "MLPRegressor       R^2",
+                           "val_loss", "best validation R^2: sknn"],
     "plot_persistence.py": ["identical predict_proba: True", "identical labels: True",
                             "loaded on cpu"],
 }

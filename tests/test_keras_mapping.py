@@ -278,3 +278,49 @@ def test_early_stopping_on_val_loss_with_skorchs_callback(digits):
         monitor="valid_loss", patience=patience, threshold=min_delta,
         threshold_mode="abs")], **common).fit(X, y)
     assert stopped.n_iter_ == keras_stop
+
+
+def _keras_mse_loop(reg, initial, X, y, *, optimizer, lam, batch_size, epochs):
+    """Keras' Dense(1) + loss="mse" in torch: mean squared error (no 1/2) plus
+    lam * sum ||W||^2, batches in order."""
+    module = copy.deepcopy(reg.net_.module_)
+    module.load_state_dict(initial)
+    module.train()
+    opt = optimizer(module.parameters())
+    kernels = [m.weight for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    X = torch.as_tensor(X, dtype=torch.float32)
+    y = torch.as_tensor(y, dtype=torch.float32).reshape(len(X), -1)
+    for _ in range(epochs):
+        for start in range(0, len(X), batch_size):
+            xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+            loss = F.mse_loss(module(xb), yb)
+            loss = loss + lam * sum(w.pow(2).sum() for w in kernels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return module.state_dict()
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_dense_1_with_mse_is_the_regressor(data, solver):
+    """Dense(1) + loss="mse" is MLPRegressorTorch, whose loss is scikit-learn's
+    half squared error: its gradient is half Keras', so SGD(learning_rate=lr)
+    with l2(lam) is learning_rate_init=2 * lr, alpha=lam * batch_size (Adam
+    ignores the scale of the gradient: learning_rate_init=lr, the same alpha)."""
+    from sknn import MLPRegressorTorch
+
+    X, _ = data
+    y = np.tanh(X[:, :4].sum(axis=1)).astype(np.float32)
+    lr, lam, batch_size = (0.05, 0.01, 32) if solver == "sgd" else (0.01, 0.001, 25)
+    reg = MLPRegressorTorch(
+        hidden_layer_sizes=(16,), solver=solver, momentum=0.0,
+        learning_rate_init=2 * lr if solver == "sgd" else lr,
+        alpha=lam * batch_size, batch_size=batch_size, max_iter=2,
+        callbacks=[("record", RecordInitialWeights())], shuffle=False,
+        device="cpu", random_state=0, progress_bar=False).fit(X, y)
+    initial = dict(reg.net_.callbacks_)["record"].state_
+    optimizer = (lambda p: torch.optim.SGD(p, lr=lr)) if solver == "sgd" else (
+        lambda p: torch.optim.Adam(p, lr=lr, eps=1e-8))
+    keras = _keras_mse_loop(reg, initial, X, y, optimizer=optimizer, lam=lam,
+                            batch_size=batch_size, epochs=2)
+    _assert_same_weights(reg, keras, atol=5e-5)

@@ -338,5 +338,6 @@ def test_graphs_that_are_not_classifiers_are_refused(tmp_path):
     path = tmp_path / "identity.onnx"
     path.write_bytes(helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
-    with pytest.raises(ValueError, match="is not an sknn classifier graph"):
+    with pytest.raises(ValueError,
+                       match="is not an sknn classifier or regressor graph"):
         OnnxModel(path)

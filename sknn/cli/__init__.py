@@ -3,7 +3,9 @@
 ``sknn train`` loads data (scikit-learn's digits by default, or an
 ``mnist.npz``, an MNIST IDX folder, an image folder or a CSV file), fits a
 Pipeline with a per-epoch progress bar, prints scikit-learn's classification
-report on a held-out split and saves the fitted Pipeline. ``sknn predict``
+report on a held-out split and saves the fitted Pipeline; a CSV's
+continuous target trains an :class:`~sknn.MLPRegressorTorch` instead, reported
+by R^2, MAE and RMSE (:mod:`sknn.cli.regression`). ``sknn predict``
 loads that file and predicts image files or CSV rows; ``sknn export`` writes
 it as ONNX or in sknn's pickle-free ``.sknn`` format.
 
@@ -50,7 +52,8 @@ def build_parser():
     parser = Parser(
         prog="sknn",
         description="Train and use scikit-learn neural-network classifiers "
-                    "(PyTorch via skorch) from the command line.")
+                    "and regressors (PyTorch via skorch) from the command "
+                    "line.")
     parser.add_argument("--version", action="version",
                         version=f"%(prog)s {sknn.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{train,predict,export}")

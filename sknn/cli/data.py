@@ -16,12 +16,13 @@ class TrainingData:
     """What ``sknn train`` read: X as :mod:`sknn.datasets` returns it, y, and
     how to build the first steps of the Pipeline for it."""
 
-    def __init__(self, X, y, source, max_value=None, notes=()):
+    def __init__(self, X, y, source, max_value=None, notes=(), target="label"):
         self.X = X
         self.y = y
         self.source = source
         self.max_value = max_value  # images only: a white pixel's value
         self.notes = list(notes)
+        self.target = target  # the name of a CSV's target column
 
     @property
     def is_image(self):
@@ -89,7 +90,23 @@ def _csv(path, target, header):
     if text:
         counts = ", ".join(f"{c!r} ({X[c].nunique()} values)" for c in text[:10])
         notes.append(f"one-hot encoding the text columns {counts}")
-    return TrainingData(X, y, f"CSV {path}", notes=notes)
+    return TrainingData(X, y, f"CSV {path}", notes=notes,
+                        target=_target_name(path, target, header))
+
+
+def _target_name(path, target, header):
+    """The name of the target column ``--target`` picked (a name, or a
+    position such as -1), from the CSV's first line alone."""
+    import pandas as pd
+
+    from sknn._csv import _target_column
+    from sknn.datasets import csv_has_header
+
+    if header == "infer":
+        header = csv_has_header(path)
+    columns = pd.read_csv(path, header=0 if header else None, nrows=0).columns
+    frame = pd.DataFrame(columns=[str(c) for c in columns])
+    return _target_column(frame, target, path, header)
 
 
 def load_data(args):

@@ -39,8 +39,9 @@ def load_model(path):
     Returns
     -------
     model : object
-        A fitted Pipeline or estimator with ``predict_proba`` and
-        ``classes_``, or for ``.onnx`` an :class:`sknn._onnx_runtime.OnnxModel`.
+        A fitted Pipeline or estimator, a classifier (with ``predict_proba``
+        and ``classes_``) or a regressor, or for ``.onnx`` an
+        :class:`sknn._onnx_runtime.OnnxModel`.
 
     Raises
     ------
@@ -63,9 +64,26 @@ def load_model(path):
         model = sknn.load(path)
     else:
         model = _load_joblib(path)
-    if not hasattr(model, "predict_proba") or not hasattr(model, "classes_"):
-        raise InputError(f"{str(path)!r} does not hold a fitted classifier")
+    if not is_regressor_model(model) and not (
+            hasattr(model, "predict_proba") and hasattr(model, "classes_")):
+        raise InputError(f"{str(path)!r} does not hold a fitted classifier or "
+                         "regressor")
     return model
+
+
+def is_regressor_model(model):
+    """Whether a loaded model predicts numbers (a regressor, or a Pipeline or
+    ONNX graph of one) rather than labels."""
+    from sknn._onnx_runtime import OnnxModel
+
+    if isinstance(model, OnnxModel):
+        return model.task_ == "regression"
+    from sklearn.base import is_regressor
+
+    try:
+        return bool(is_regressor(model))
+    except Exception:  # noqa: BLE001 - an object without scikit-learn tags
+        return False
 
 
 def _load_joblib(path):

@@ -7,7 +7,7 @@ from pathlib import Path
 from sknn.cli import args as types
 from sknn.cli.data import CSV_SUFFIXES
 from sknn.cli.errors import InputError, warn_line
-from sknn.cli.models import load_model
+from sknn.cli.models import is_regressor_model, load_model
 
 #: an image this many times larger or smaller than the training images (in
 #: height or width), or with an aspect ratio this many times off, is resized
@@ -21,7 +21,11 @@ def add_parser(subparsers):
         "predict", help="predict image files or CSV rows with a saved model",
         description="Print the predicted label and its probability for each "
                     "image file (folders are searched for images), or the "
-                    "predictions for the rows of a CSV file. For a model "
+                    "predictions for the rows of a CSV file. A regressor's "
+                    "predictions are numbers: '<row>\\t<value>' lines (a "
+                    "value per output), or with --output a CSV file with a "
+                    "'prediction' column ('prediction_<i>' for several "
+                    "outputs). For a model "
                     "trained on images, CSV rows are pixel values on the "
                     "training data's scale (0-16 for the digits, 0-255 for "
                     "MNIST). A line on stderr warns when an image differs "
@@ -78,14 +82,18 @@ def _expand_inputs(inputs):
 def _labels_and_probs(model, X):
     """The predicted label of each row of X, its probability, and the
     messages of the warnings the model gave (an image unlike the training
-    images, for instance)."""
+    images, for instance). For a regressor: its float64 predictions, 1-D or
+    one column per output, and None."""
     import numpy as np
 
     from sknn._onnx_runtime import OnnxModel
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if isinstance(model, OnnxModel):
+        if is_regressor_model(model):
+            labels = np.asarray(model.predict(X), dtype=np.float64)
+            best = None
+        elif isinstance(model, OnnxModel):
             labels, proba = model.labels_and_proba(X)
             best = proba.max(axis=1)
         else:
@@ -171,7 +179,7 @@ def _predict_images(model, spec, paths, invert):
         message = original and size_warning(original, (height, width))
         if message:
             _warn(path, message)
-        rows.append((str(path), label[0], float(prob[0])))
+        rows.append((str(path), label[0], None if prob is None else float(prob[0])))
     return rows
 
 
@@ -216,7 +224,8 @@ def _table_features(frame, spec, path):
 
 
 def _predict_csv(model, spec, path, header):
-    """(prediction, probability) rows for the rows of a CSV file."""
+    """(predictions, probabilities) for the rows of a CSV file (a
+    regressor's: (values, None))."""
     import numpy as np
     import pandas as pd
 
@@ -244,6 +253,25 @@ def _predict_csv(model, spec, path, header):
 
 
 # ------------------------------------------------------------------------- run
+def _value_columns(values):
+    """A regressor's predictions as columns: ``prediction``, or
+    ``prediction_<i>`` for each of several outputs."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        return {"prediction": values}
+    return {f"prediction_{i}": values[:, i] for i in range(values.shape[1])}
+
+
+def _value_text(value):
+    """A prediction as text that reads back as the same float64 (one value,
+    or one per output separated by tabs)."""
+    import numpy as np
+
+    return "\t".join(repr(float(v)) for v in np.atleast_1d(value))
+
+
 def _write_table(table, path):
     from sknn._persistence import atomic_write
 
@@ -276,6 +304,8 @@ def run(args, out=None):
                              f"{str(folder)!r} does not exist")
     model = load_model(args.model)
     spec = _spec(model)
+    if is_regressor_model(model):
+        return _write_values(model, spec, args, images, csvs, out)
     if images:
         rows = _predict_images(model, spec, images, args.invert)
         if args.output:
@@ -294,4 +324,35 @@ def run(args, out=None):
                   file=out)
         else:
             table.to_csv(out, index=False)
+    return 0
+
+
+def _write_values(model, spec, args, images, csvs, out):
+    """``sknn predict`` for a regressor: '<row>\\t<value>' lines on stdout, or
+    a CSV file of ``prediction`` (``prediction_<i>``) columns."""
+    import numpy as np
+    import pandas as pd
+
+    if images:
+        rows = _predict_images(model, spec, images, args.invert)
+        paths = [path for path, _, _ in rows]
+        values = np.stack([value for _, value, _ in rows])
+        if args.output:
+            table = pd.DataFrame({"path": paths, **_value_columns(values)})
+            _write_table(table, args.output)
+            print(f"Wrote {len(table)} predictions to {args.output}", file=out)
+        else:
+            for path, value in zip(paths, values):
+                print(f"{path}\t{_value_text(value)}", file=out)
+    for path in csvs:
+        values, _ = _predict_csv(model, spec, path, args.header)
+        if args.output:
+            table = pd.DataFrame(_value_columns(values))
+            _write_table(table, args.output)
+            print(f"Wrote {len(table)} predictions for {path} to {args.output}",
+                  file=out)
+        else:
+            prefix = f"{path}:" if len(csvs) > 1 else ""
+            for row, value in enumerate(values):
+                print(f"{prefix}{row}\t{_value_text(value)}", file=out)
     return 0

@@ -1,4 +1,7 @@
-"""``sknn train``: its options, the Pipeline it fits, the fit and the report."""
+"""``sknn train``: its options, the Pipeline it fits, the fit and the report.
+
+A numeric CSV target may train a regressor instead (:mod:`sknn.cli.regression`
+chooses the task and holds the regressor's parts)."""
 
 import os
 import signal
@@ -10,6 +13,7 @@ from pathlib import Path
 
 from sknn import _options
 from sknn.cli import args as types
+from sknn.cli import regression
 from sknn.cli.data import feature_kinds, load_data
 from sknn.cli.errors import EXIT_INTERRUPTED, InputError, TrainingInterrupted
 from sknn.cli.models import check_out_path, model_format, save_model
@@ -20,12 +24,15 @@ DEFAULT_EPOCHS = 30
 def add_parser(subparsers):
     """Add ``sknn train`` and its options to the ``sknn`` parser."""
     train = subparsers.add_parser(
-        "train", help="fit a model, print a classification report, save it",
+        "train", help="fit a model, print a classification or regression "
+                      "report, save it",
         description="Fit a Pipeline (pixel scaling or column scaling, then an "
-                    "sknn classifier), show the progress per epoch, print the "
-                    "classification report on a held-out split and save the "
-                    "fitted Pipeline. Keras users: --solver sgd --momentum 0 is "
-                    "SGD(); Keras' l2(L) at batch size B is --alpha 2*L*B.")
+                    "sknn classifier, or a regressor for a CSV's continuous "
+                    "target), show the progress per epoch, print the "
+                    "classification report (or R^2, MAE and RMSE) on a "
+                    "held-out split and save the fitted Pipeline. Keras users: "
+                    "--solver sgd --momentum 0 is SGD(); Keras' l2(L) at batch "
+                    "size B is --alpha 2*L*B.")
     data = train.add_argument_group("data")
     data.add_argument(
         "--data", metavar="PATH",
@@ -36,6 +43,12 @@ def add_parser(subparsers):
     data.add_argument("--target", metavar="NAME", default="label",
                       help="label column of a CSV file: a name, or a position "
                            "such as -1 for the last column (default: label)")
+    data.add_argument("--task", choices=regression.TASKS,
+                      help="what to train on a CSV's target: a classifier or "
+                           "an MLPRegressorTorch (default: guessed from the "
+                           "target: continuous numbers train a regressor, text "
+                           "or a few distinct values a classifier; images "
+                           "always train a classifier)")
     types.header_flags(data)
     data.add_argument("--image-size", type=types.int_list, default=(32, 32),
                       metavar="H,W",
@@ -87,7 +100,8 @@ def add_parser(subparsers):
     fit.add_argument("--early-stopping", action="store_true",
                      help="validate every epoch on a held-out part of the "
                           "training data and stop when the validation accuracy "
-                          "stalls (the best epoch's weights are kept)")
+                          "(R^2 for a regressor) stalls (the best epoch's "
+                          "weights are kept)")
     fit.add_argument("--validation-fraction", type=types.fraction, metavar="F",
                      help="hold out F of the training data and report "
                           "val_loss/val_accuracy every epoch, as Keras' "
@@ -114,7 +128,7 @@ def add_parser(subparsers):
 
 
 # ------------------------------------------------------------------- the model
-def _estimator(args, data):
+def _estimator(args, data, task="classification"):
     common = dict(max_iter=args.epochs, learning_rate_init=args.lr,
                   solver=args.solver, random_state=args.seed, device=args.device,
                   progress_bar=not args.no_progress)
@@ -134,6 +148,15 @@ def _estimator(args, data):
             common["n_iter_no_change"] = args.epochs
     if args.solver != "sgd" and (args.momentum is not None or args.no_nesterov):
         raise InputError("--momentum and --no-nesterov apply to --solver sgd only")
+    if task == "regression":
+        if args.model != "mlp":
+            raise InputError("--model cnn trains a classifier of images; a "
+                             "regressor is an MLP (leave out --model cnn)")
+        if args.conv is not None:
+            raise InputError("--conv applies to --model cnn only")
+        if args.hidden is not None:
+            common["hidden_layer_sizes"] = args.hidden
+        return regression.estimator(common)
     if args.model == "mlp":
         from sknn import MLPClassifierTorch
 
@@ -155,21 +178,22 @@ def _estimator(args, data):
     return CNNClassifier(**common)
 
 
-def build_pipeline(args, data):
+def build_pipeline(args, data, task="classification"):
     """The unfitted Pipeline for the data: every step between the loaded
-    arrays and the classifier is in it."""
+    arrays and the classifier (or regressor) is in it."""
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    clf = _estimator(args, data)
+    clf = _estimator(args, data, task)
+    name = "reg" if task == "regression" else "clf"
     if data.is_image:
         from sknn.preprocessing import PixelScaler
 
         return Pipeline([("pixels", PixelScaler(max_value=data.max_value)),
-                         ("scaler", StandardScaler()), ("clf", clf)])
+                         ("scaler", StandardScaler()), (name, clf)])
     numeric, text = feature_kinds(data.X, args.data)
     if not text:
-        return Pipeline([("scaler", StandardScaler()), ("clf", clf)])
+        return Pipeline([("scaler", StandardScaler()), (name, clf)])
     from sklearn.compose import ColumnTransformer
     from sklearn.preprocessing import OneHotEncoder
 
@@ -177,7 +201,7 @@ def build_pipeline(args, data):
         ("numeric", StandardScaler(), numeric),
         ("text", OneHotEncoder(handle_unknown="ignore", sparse_output=False), text),
     ])
-    return Pipeline([("columns", columns), ("clf", clf)])
+    return Pipeline([("columns", columns), (name, clf)])
 
 
 # --------------------------------------------------------------------- the fit
@@ -310,34 +334,51 @@ def run(args, out=None):
         raise InputError(
             f"--out {args.out!r}: the .sknn format cannot hold the one-hot "
             "encoder that the text columns need; save a .joblib file")
-    classes, counts = np.unique(data.y.astype(str) if data.y.dtype == object
-                                else data.y, return_counts=True)
-    if len(classes) < 2:
-        raise InputError(f"the data have a single class ({classes[0]!r}); "
-                         "a classifier needs at least two")
-    stratify = data.y if counts.min() >= 2 else None
+    task, announcement = regression.choose_task(
+        data, getattr(args, "task", None), data.target)
+    if task == "regression":
+        stratify, described = None, ""
+    else:
+        classes, counts = np.unique(data.y.astype(str) if data.y.dtype == object
+                                    else data.y, return_counts=True)
+        if len(classes) < 2:
+            raise InputError(f"the data have a single class ({classes[0]!r}); "
+                             "a classifier needs at least two")
+        stratify = data.y if counts.min() >= 2 else None
+        described = f", {len(classes)} classes"
     X_train, X_test, y_train, y_test = train_test_split(
         data.X, data.y, test_size=args.test_size, random_state=args.seed,
         stratify=stratify)
-    print(f"Data: {data.source}: {data.describe()}, {len(classes)} classes; "
+    print(f"Data: {data.source}: {data.describe()}{described}; "
           f"training on {len(X_train)}, testing on {len(X_test)}", file=out)
     for note in data.notes:
         print(f"  {note}", file=out)
-    model = build_pipeline(args, data)
+    if announcement:
+        print(announcement, file=out)
+    model = build_pipeline(args, data, task)
+    if task == "regression":
+        # trained on the standardized target, predicting in its units
+        y_fit, mean, std = regression.standardize(y_train, data.target)
+    else:
+        y_fit = y_train
     steps = " -> ".join(type(step).__name__ for _, step in model.steps[:-1])
     print(f"Model: {steps} -> {model[-1]!r}", file=out)
     start = time.perf_counter()
-    _fit_interruptibly(model, X_train, y_train,
+    _fit_interruptibly(model, X_train, y_fit,
                        standalone=getattr(args, "standalone", False),
                        bar=not args.no_progress)
     clf = model[-1]
     print(_stop_summary(clf, args.epochs, time.perf_counter() - start,
                         show_reason=args.no_progress), file=out)
-    y_pred = model.predict(X_test)
-    print(f"\nClassification report on the held-out {len(X_test)} samples:",
-          file=out)
-    print(classification_report(y_test, y_pred, zero_division=0), file=out)
-    print(f"Accuracy: {accuracy_score(y_test, y_pred):.4f}", file=out)
+    if task == "regression":
+        regression.fold_target_scale(clf, mean, std)
+        regression.report(y_test, model.predict(X_test), out)
+    else:
+        y_pred = model.predict(X_test)
+        print(f"\nClassification report on the held-out {len(X_test)} "
+              "samples:", file=out)
+        print(classification_report(y_test, y_pred, zero_division=0), file=out)
+        print(f"Accuracy: {accuracy_score(y_test, y_pred):.4f}", file=out)
     saved = save_model(model, args.out)
     print(f"Saved the fitted Pipeline to {saved}", file=out)
     if args.plot:
