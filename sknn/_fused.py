@@ -24,7 +24,6 @@ each, the fitted estimator its single fit makes:
 A network that has stopped leaves the stack at the end of its epoch.
 """
 
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -42,11 +41,11 @@ from sknn._stacked import (
     correct,
     per_sample_loss,
 )
-from sknn._training import torch_rng
+from sknn._training import RNG_LOCK, torch_rng
 
 _MAX_SEED = np.iinfo(np.int32).max
 #: torch's global RNG, seeded to build each network, is shared by threads
-_RNG_LOCK = threading.Lock()
+_RNG_LOCK = RNG_LOCK
 #: rows per forward pass when validating
 _VALID_BATCH = 8192
 

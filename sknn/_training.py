@@ -16,8 +16,9 @@ the translation of the net's history into scikit-learn's fitted attributes.
 
 import copy
 import os
+import threading
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -433,13 +434,20 @@ def _set_fit_params(net, **params):
 
 
 # ------------------------------------------------------------------- scopes
+#: torch's global RNG is one per process: a seeded section holds this lock, so
+#: that fits in threads (joblib's threading backend, Dask worker threads) never
+#: draw from each other's seeded streams
+RNG_LOCK = threading.RLock()
+
+
 @contextmanager
 def torch_rng(seed, device):
     """Seed torch's global RNG for a fit, then put the caller's RNG state back,
-    so that fitting leaves the global state as it was."""
+    so that fitting leaves the global state as it was. Holds :data:`RNG_LOCK`
+    meanwhile."""
     device = torch.device(device)
     cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    with RNG_LOCK, torch.random.fork_rng(devices=cuda):
         # seed only the generators in use: torch.manual_seed() also queues a
         # lazy CUDA seeding that records a stack trace on every call
         torch.random.default_generator.manual_seed(seed)
@@ -447,6 +455,14 @@ def torch_rng(seed, device):
             with torch.cuda.device(cuda[0]):
                 torch.cuda.manual_seed(seed)
         yield
+
+
+def _draws_while_training(module, config):
+    """Whether training draws from torch's global RNG: dropout masks, or a
+    batch transform (augmentation)."""
+    return config.batch_transform is not None or any(
+        isinstance(layer, torch.nn.modules.dropout._DropoutNd) and layer.p > 0
+        for layer in module.modules())
 
 
 # ---------------------------------------------------------------- the call
@@ -518,11 +534,17 @@ def fit(config, X, y, weight, net=None):
     if net is None:
         check_network_size(c)
     epochs = c.max_iter if c.stochastic and not c.incremental else 1
-    with torch_rng(c.seed, c.device):
+    with ExitStack() as seeded:
+        seeded.enter_context(torch_rng(c.seed, c.device))
         if net is None:
             net = build_net(c, batch_size, l2_coef, precision)
         else:
             _keep_training(net, c, batch_size, l2_coef, precision)
+        if not _draws_while_training(net.module_, c):
+            # the seeded stream built the weights; training draws nothing from
+            # it (batches come from their own generator), so other threads'
+            # fits may seed theirs while this one trains
+            seeded.close()
         _set_fit_params(
             net, train_split=None if valid is None else predefined_split(valid),
             iterator_train__generator=torch.Generator().manual_seed(c.seed),
@@ -551,5 +573,5 @@ def fit(config, X, y, weight, net=None):
     return FitResult(net, attributes, warnings + end_warnings)
 
 
-__all__ = ["MAX_SEED", "FitConfig", "FitResult", "SknnNet", "build_net", "fit",
-           "fitted_attributes", "torch_rng"]
+__all__ = ["MAX_SEED", "RNG_LOCK", "FitConfig", "FitResult", "SknnNet", "build_net",
+           "fit", "fitted_attributes", "torch_rng"]

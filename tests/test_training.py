@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_iris
 from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import Callback
 
@@ -300,3 +301,25 @@ def test_derived_attributes_are_not_pickled_and_come_back():
     loaded = pickle.loads(pickle.dumps(clf))
     for name in DERIVED_ATTRIBUTES:
         np.testing.assert_equal(getattr(loaded, name), getattr(clf, name))
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_fits_in_threads_are_the_fits_made_one_by_one(dropout):
+    # torch's global RNG is one per process: fits in threads (joblib's
+    # threading backend) must not draw from each other's seeded streams
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = load_iris(return_X_y=True)
+    X = X.astype(np.float32)
+
+    def fit(seed):
+        return MLPClassifierTorch(hidden_layer_sizes=(32,), max_iter=5,
+                                  dropout=dropout, random_state=seed,
+                                  device="cpu").fit(X, y).coefs_
+
+    alone = [fit(seed) for seed in range(6)]
+    with ThreadPoolExecutor(3) as pool:
+        threaded = list(pool.map(fit, range(6)))
+    for a, b in zip(alone, threaded):
+        for wa, wb in zip(a, b):
+            np.testing.assert_array_equal(wa, wb)
