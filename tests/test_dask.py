@@ -87,3 +87,28 @@ def test_estimator_fitted_on_worker_predicts_identically_here(client, data):
     np.testing.assert_array_equal(clf.predict_proba(X), worker_proba)
     again = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(again.predict(X), clf.predict(X))
+
+
+def test_fused_search_trains_its_stacks_on_the_cluster(client, data):
+    # sknn's fused search under joblib's Dask backend: the stacks are tasks on
+    # the cluster's workers, and the search scores what scikit-learn's search
+    # of one fit after another scores in this process
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sknn import model_selection
+
+    X, y = data
+    grid = {"mlpclassifiertorch__hidden_layer_sizes": [(8,), (16,)],
+            "mlpclassifiertorch__alpha": [1e-4, 1e-2]}
+    pipe = make_pipeline(StandardScaler(), MLPClassifierTorch(
+        max_iter=5, learning_rate_init=0.01, random_state=0))
+    plain = GridSearchCV(pipe, grid, cv=2).fit(X, y)
+    with distributed.get_task_stream(client) as tasks, joblib.parallel_backend("dask"):
+        fused = model_selection.GridSearchCV(pipe, grid, cv=2, n_jobs=2).fit(X, y)
+    np.testing.assert_allclose(fused.cv_results_["mean_test_score"],
+                               plain.cv_results_["mean_test_score"], atol=1e-6)
+    assert fused.best_params_ == plain.best_params_
+    stacks = [t for t in tasks.data if "train_stack" in str(t["key"])]
+    assert stacks and {t["worker"] for t in stacks} <= set(
+        client.scheduler_info()["workers"])
