@@ -2,7 +2,8 @@
 warning helper that attributes sknn's warnings to the caller.
 
 scikit-learn keeps its parameter constraints (``Interval``, ``StrOptions``),
-the ``_fit_context`` decorator and two validation helpers private; every sknn
+the ``_fit_context`` decorator and the validation and splitting helpers
+private; every sknn
 module takes them from here, as imbalanced-learn takes them from its
 ``sklearn_compat``, so that a scikit-learn release that moves one is a change
 to this file alone.
@@ -13,9 +14,11 @@ import sys
 import warnings
 
 from sklearn.base import _fit_context
+from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.multiclass import _check_partial_fit_first_call
-from sklearn.utils.validation import _check_sample_weight
+from sklearn.utils.validation import _check_method_params, _check_sample_weight
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -49,8 +52,11 @@ __all__ = [
     "Interval",
     "Options",
     "StrOptions",
+    "_check_method_params",
     "_check_partial_fit_first_call",
     "_check_sample_weight",
     "_fit_context",
+    "_safe_indexing",
+    "_safe_split",
     "warn_external",
 ]

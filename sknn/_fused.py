@@ -25,7 +25,6 @@ A network that has stopped leaves the stack at the end of its epoch.
 """
 
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +33,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
+from sknn._fitted import history_record
 from sknn._stacked import (
     StackedAdam,
     StackedMLP,
@@ -511,19 +511,14 @@ def _fitted(f, device):
         est.best_validation_score_ = None
     est.n_outputs_ = est.target_encoder_.n_outputs_
     est.out_activation_ = est.target_encoder_.out_activation_
-    est.history_ = [_history_record(r) for r in history]
-    if f.stop_reason is None and est.n_iter_ == est.max_iter:
-        warnings.warn(
+    est.history_ = [history_record(r) for r in history]
+    # the warning of the single fit (sknn._fitted.fitted_attributes; a fit
+    # with n_iter_no_change=np.inf asks for exactly max_iter epochs), kept for
+    # sknn.model_selection to emit when scikit-learn's search takes this fit
+    est._fit_warnings = []
+    if (f.stop_reason is None and est.n_iter_ == est.max_iter
+            and est.n_iter_no_change != np.inf):
+        est._fit_warnings.append((
             f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached "
-            "and the optimization hasn't converged yet.", ConvergenceWarning,
-            stacklevel=2)
+            "and the optimization hasn't converged yet.", ConvergenceWarning))
     return est
-
-
-def _history_record(row):
-    record = {"epoch": row["epoch"], "loss": row["train_loss"],
-              "accuracy": row["train_acc"], "duration": row["dur"]}
-    if "valid_loss" in row:
-        record["val_loss"] = row["valid_loss"]
-        record["val_accuracy"] = row["valid_acc"]
-    return record

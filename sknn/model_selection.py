@@ -36,10 +36,16 @@ from joblib import hash as joblib_hash
 from sklearn import model_selection as _sk
 from sklearn.base import BaseEstimator, clone
 from sklearn.pipeline import Pipeline
-from sklearn.utils import _safe_indexing, indexable
-from sklearn.utils._tags import get_tags
-from sklearn.utils.metaestimators import _safe_split, available_if
-from sklearn.utils.validation import _check_method_params
+from sklearn.utils import get_tags, indexable
+from sklearn.utils.metaestimators import available_if
+
+from sknn._compat import (
+    _check_method_params,
+    _safe_indexing,
+    _safe_split,
+    warn_external,
+)
+from sknn._pipeline import final_estimator
 
 #: bytes one stack may take on the CPU (weights, gradients, optimizer state
 #: and a batch's activations, estimated); on a GPU, half its free memory
@@ -106,6 +112,11 @@ class _Prefitted(BaseEstimator):
             if isinstance(outcome, BaseException):
                 raise outcome
             self.fitted_ = outcome
+            # the fit's own warnings, from here: attributed to scikit-learn's
+            # search, as those of the fits it makes itself
+            for message, category in final_estimator(outcome).__dict__.pop(
+                    "_fit_warnings", ()):
+                warn_external(message, category)
             return self
         try:
             self.fitted_ = self.estimator.fit(X, y, **fit_params)

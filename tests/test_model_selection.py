@@ -1,16 +1,19 @@
 """The fused search: stacked fits equal single fits, and the search equals
 scikit-learn's."""
 
+import os
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_digits
-from sklearn.exceptions import FitFailedWarning
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.model_selection import KFold
 from sklearn.preprocessing import StandardScaler
 
+import sknn
 from sknn import MLPClassifierTorch
 from sknn._fused import prepare, train_stack
 
@@ -324,3 +327,21 @@ def test_binary_and_multilabel_targets_stack_like_single_fits(digits):
     for f, s in zip(fused + fused2, singles + singles2):
         _assert_same_fit(f, s)
         np.testing.assert_array_equal(f.predict(X), s.predict(X))
+
+
+def test_stacked_fits_warn_as_their_single_fits(raw_digits):
+    # a stacked fit's ConvergenceWarning is the single fit's: emitted when the
+    # search takes the fit, attributed to scikit-learn (so the filters of
+    # scikit-learn's examples work), and absent with n_iter_no_change=np.inf
+    X, y = raw_digits
+    grid = {"mlp__alpha": [1e-4, 1e-2]}
+    for patience, expected in ((10, 4), (np.inf, 0)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model_selection.GridSearchCV(
+                _pipe(hidden_layer_sizes=(8,), max_iter=2,
+                      n_iter_no_change=patience), grid, cv=2, refit=False).fit(X, y)
+        found = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+        assert len(found) == expected
+        package = os.path.dirname(sknn.__file__)
+        assert not [w.filename for w in found if w.filename.startswith(package)]
