@@ -3,7 +3,8 @@ loop, in one run, systems interleaved round by round.
 
     python benchmarks/bench_mlp.py            # full run (several minutes)
     python benchmarks/bench_mlp.py --quick    # a smoke run
-    python benchmarks/bench_mlp.py --digits 9 # issue 16.6's ratio only
+    python benchmarks/bench_mlp.py --digits 9 # the small-data fit ratio only
+    python benchmarks/bench_mlp.py --mnist-shaped 5  # section 2 only
     python benchmarks/bench_mlp.py --regressor 7  # section 6 only
 
 Sections:
@@ -463,6 +464,9 @@ def main():
     parser.add_argument("--digits", type=int, metavar="ROUNDS", default=0,
                         help="only the digits ratio (float32 and float64 X), "
                              "in ROUNDS interleaved rounds")
+    parser.add_argument("--mnist-shaped", type=int, metavar="ROUNDS", default=0,
+                        help="only the epoch time on MNIST-shaped data (section "
+                             "2), in ROUNDS interleaved rounds")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.digits:
@@ -470,6 +474,9 @@ def main():
         return
     if args.regressor:
         bench_regressor(args.regressor)
+        return
+    if args.mnist_shaped:
+        bench_mnist_shaped(args.mnist_shaped)
         return
     if args.quick:
         bench_digits(2)
