@@ -41,11 +41,8 @@ from sknn._stacked import (
     correct,
     per_sample_loss,
 )
-from sknn._training import RNG_LOCK, torch_rng
+from sknn._training import MAX_SEED, torch_rng
 
-_MAX_SEED = np.iinfo(np.int32).max
-#: torch's global RNG, seeded to build each network, is shared by threads
-_RNG_LOCK = RNG_LOCK
 #: rows per forward pass when validating
 _VALID_BATCH = 8192
 
@@ -117,7 +114,7 @@ class _Fit:
         est = member.est
         self.member = member
         rs = check_random_state(est.random_state)
-        self.seed = int(rs.randint(_MAX_SEED))
+        self.seed = int(rs.randint(MAX_SEED))
         n = len(member.X)
         rows = np.arange(n)
         weight = member.weight
@@ -146,7 +143,8 @@ class _Fit:
         self.l2 = est.alpha / (self.batch_size * mean_weight)
         self.total_weight = float(self.n if self.weight is None else self.weight.sum())
         self.generator = torch.Generator().manual_seed(self.seed)
-        with _RNG_LOCK, torch_rng(self.seed, est.device_):
+        # torch_rng holds the process's RNG lock: threads build one at a time
+        with torch_rng(self.seed, est.device_):
             self.module = est._build_module(member.X.shape[1],
                                             est.target_encoder_.n_outputs_)
         self.init_layers = [(layer.weight, layer.bias)
@@ -468,8 +466,7 @@ def _fitted(f, device):
         module_state[f"{layer_name}.weight"] = w
         module_state[f"{layer_name}.bias"] = b
     device_ = est.device_
-    with _RNG_LOCK:  # it seeds torch's global RNG too
-        est._rebuild(module_state)
+    est._rebuild(module_state)  # under torch_rng and its lock
     est.device_ = device_
     net = est.net_
     if not all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):

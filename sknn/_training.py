@@ -58,7 +58,6 @@ from sknn._threads import ThreadTuner, fit_threads
 #: the seed of a fit is ``check_random_state(random_state).randint(MAX_SEED)``,
 #: drawn before the validation split
 MAX_SEED = np.iinfo(np.int32).max
-_MAX_SEED = MAX_SEED  # the name other modules may have imported
 
 
 # ------------------------------------------------------------------- the seam
