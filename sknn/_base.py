@@ -62,7 +62,7 @@ _FIT_PARAMETERS = (
 
 def _check_float32_range(X):
     """Refuse float64 values the network's float32 arithmetic would turn into
-    infinities (and NaN probabilities)."""
+    infinities (and NaN probabilities) at prediction."""
     if X.dtype == np.float64 and X.size and (
             X.max() > _FLOAT32_MAX or X.min() < -_FLOAT32_MAX):
         raise ValueError(
@@ -177,7 +177,9 @@ class BaseTorchEstimator(CallbackSupportMixin, BaseEstimator):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"],
                              dtype=(np.float64, np.float32), multi_output=True,
                              reset=reset)
-        _check_float32_range(X.data if sparse.issparse(X) else X)
+        # float64 values beyond float32's range are not refused here: as in
+        # scikit-learn, the fit raises "Solver produced non-finite parameter
+        # weights", at the end of the first epoch (sknn._net)
         if reset:
             # scikit-learn's coefs_ follow the dtype of X; training is float32
             self._input_dtype = X.dtype

@@ -12,10 +12,12 @@ raising ``KeyboardInterrupt``: that is a normal end of training. Only a real
 Ctrl-C is reported as an interruption (:class:`CtrlCWatch` watches SIGINT).
 """
 
+import math
 import signal
 import threading
 
 import numpy as np
+import torch
 from skorch.callbacks import Callback, EpochScoring, PassthroughScoring
 
 from sknn._progress import echo
@@ -118,6 +120,22 @@ class NoImprovementStopping(Callback):
         if net.verbose:
             echo(f"{reason} Stopping.")
         self.stop_reason_ = reason
+        raise KeyboardInterrupt
+
+
+class NonFiniteStop(Callback):
+    """End training at the first epoch whose loss and weights are not finite
+    (float64 X beyond float32's range, or a diverging step): NaN weights stay
+    NaN, so the epochs left could not change the model. Training ends
+    normally: early stopping still restores its best weights, and a fit whose
+    weights stay non-finite raises scikit-learn's error
+    (``sknn._net.check_finite_weights``)."""
+
+    def on_epoch_end(self, net, **kwargs):
+        if math.isfinite(net.history[-1].get("train_loss", 0.0)):
+            return
+        if all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):
+            return
         raise KeyboardInterrupt
 
 

@@ -4,8 +4,9 @@ end a fit, as scikit-learn's MLP sets and emits them (``sknn._training.fit``
 returns them in its ``FitResult``)."""
 
 import numpy as np
-import torch
 from sklearn.exceptions import ConvergenceWarning
+
+from sknn._net import check_finite_weights
 
 
 def history_record(row):
@@ -61,10 +62,7 @@ def fitted_attributes(net, config, interrupted):
                         else min(loss_curve, default=np.inf)),
             validation_scores_=None, best_validation_score_=None)
 
-    if not all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):
-        raise ValueError(
-            "Solver produced non-finite parameter weights. The input data may "
-            "contain large values and need to be preprocessed.")
+    check_finite_weights(net.module_.parameters())
     stopped = stopping is not None and stopping.stop_reason_ is not None
     warnings = []
     if interrupted:

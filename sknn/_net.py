@@ -38,6 +38,19 @@ PREDICT_BATCH_SIZE = 8192
 #: what a fit keeps on the net while it runs
 _TRANSIENT = ("_trained_params", "_l2_weights", "_predicted", "_train_weight",
               "_on_device")
+#: scikit-learn's error for weights that are not finite after training, and
+#: what it means for a network that computes in float32
+NON_FINITE_WEIGHTS = (
+    "Solver produced non-finite parameter weights. The input data may contain "
+    "large values and need to be preprocessed. The network computes in "
+    f"float32, whose largest magnitude is {float(np.finfo(np.float32).max):.4g}: "
+    "scale X first, for instance with sklearn.preprocessing.StandardScaler.")
+
+
+def check_finite_weights(parameters):
+    """Raise scikit-learn's ``ValueError`` when a parameter is not finite."""
+    if not all(bool(torch.isfinite(p).all()) for p in parameters):
+        raise ValueError(NON_FINITE_WEIGHTS)
 
 
 def _softmax(logits):

@@ -32,6 +32,7 @@ from sknn._callbacks import (
     CtrlCWatch,
     InvScalingLR,
     NoImprovementStopping,
+    NonFiniteStop,
     RestoreBestWeights,
     SklearnPrintLog,
     check_callbacks,
@@ -298,6 +299,7 @@ def _callbacks(config):
             tol=c.tol, n_iter_no_change=c.n_iter_no_change,
             adaptive=c.solver == "sgd" and c.learning_rate == "adaptive")
     add_net_callbacks(first, last)  # sklearn.callback: epochs as tasks
+    last["non_finite_stop"] = NonFiniteStop()
     last["ctrl_c"] = CtrlCWatch()
     user = []
     for item in map(_copy_callback, c.callbacks or []):

@@ -143,10 +143,24 @@ def test_partial_fit_with_lbfgs_is_unavailable():
 
 
 def test_float64_beyond_float32_range_is_explained(fitted):
+    from skorch.callbacks import Callback
+
+    class Epochs(Callback):  # the fit trains a copy: counts on the class
+        ends = []
+
+        def on_epoch_end(self, net, **kwargs):
+            self.ends.append(len(net.history))
+
     X = np.ones((10, 2))
     X[3, 1] = 1e39  # finite in float64, infinite in float32
-    with pytest.raises(ValueError, match=r"too large for dtype\('float32'\)"):
-        fast().fit(X, np.arange(10) % 2)
+    epochs = Epochs()
+    # scikit-learn's error after training, with what it means for float32;
+    # the fit stops at the first epoch instead of training max_iter of NaN
+    with pytest.warns(RuntimeWarning, match="overflow"), pytest.raises(
+            ValueError, match=r"Solver produced non-finite parameter weights"
+            r"(.|\n)*float32(.|\n)*StandardScaler"):
+        fast(max_iter=50, callbacks=[epochs]).fit(X, np.arange(10) % 2)
+    assert Epochs.ends == [1]
     clf, X_fit, _ = fitted
     X_big = X_fit[:1].copy()
     X_big[0, 0] = -1e300

@@ -28,13 +28,6 @@ EXPECTED_FAILURES = {
         "vector to compare numerical and analytical gradients; sknn's "
         "gradients are torch autograd's"
     ),
-    "test_nonfinite_params": (
-        "feeds X of float64 values near 1.8e308 and expects the error after "
-        "training ('Solver produced non-finite parameter weights'); sknn's "
-        "network computes in float32 and refuses such X before training with "
-        "a ValueError that names the cause (values beyond float32's range, "
-        "scale X first): the same exception type, another message"
-    ),
 }
 
 _IMPORT = "from sklearn.neural_network import MLPClassifier, MLPRegressor"
