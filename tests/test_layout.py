@@ -33,7 +33,8 @@ LAYERS = [
                  "sknn.datasets", "sknn.preprocessing", "sknn._pipeline",
                  "sknn.plotting"]),
     # the training engine: the skorch net, its callbacks, CPU threads
-    ("training", ["sknn._threads", "sknn._callbacks", "sknn._fitted", "sknn._net",
+    ("training", ["sknn._optim", "sknn._threads", "sknn._callbacks", "sknn._fitted",
+                  "sknn._net",
                   "sknn._sklearn_callbacks", "sknn._training", "sknn._stacked"]),
     # the scikit-learn estimators
     ("estimators", ["sknn._base", "sknn._mlp", "sknn._cnn", "sknn._regressor",
