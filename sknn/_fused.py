@@ -1,8 +1,9 @@
-"""The stacked trainer: several ``MLPClassifierTorch`` fits trained as one.
+"""The stacked trainer: several ``MLPClassifierTorch`` or ``MLPRegressorTorch``
+fits trained as one.
 
-:func:`prepare` checks and encodes one fit's data exactly as
-``MLPClassifierTorch.fit`` does (or raises its error), and :func:`fusion_key`
-says which fits can share a stack: the same solver, activation, layer sizes,
+:func:`prepare` checks and encodes one fit's data exactly as the estimator's
+``fit`` does (or raises its error), and :func:`fusion_key` says which fits can
+share a stack: the same estimator class, solver, activation, layer sizes,
 input width, output kind and device. :func:`train_stack` trains a list of
 prepared fits as stacked networks (:mod:`sknn._stacked`) and returns, for
 each, the fitted estimator its single fit makes:
@@ -13,11 +14,14 @@ each, the fitted estimator its single fit makes:
 - the same batches (a ``torch.Generator`` seeded with that seed draws each
   epoch's permutation, as ``sknn._data.BatchIterator`` does); folds of
   different sizes have batches of their own, a short last batch is masked;
-- the same loss (the sample-weighted mean of the per-sample loss), L2 term
+- the same loss (the sample-weighted mean of the per-sample loss: log-loss,
+  or a regressor's half squared error summed over the outputs and reported
+  averaged over them, or half Poisson deviance), L2 term
   (``alpha / (batch_size * mean sample weight)`` as weight decay on the
   weights), optimizer steps, learning-rate schedules and stopping rules
   (``tol``, ``n_iter_no_change``, ``max_iter``, early stopping on its own
-  validation split with the best weights restored);
+  validation split, stratified for a classifier, on its accuracy or R^2, with
+  the best weights restored);
 - the same fitted attributes (``loss_curve_``, ``n_iter_``, ``best_loss_``,
   ``validation_scores_``, ``history_``, ``coefs_``...).
 
@@ -29,11 +33,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
-from sknn._fitted import history_record
+from sknn._compat import _check_sample_weight
+from sknn._fitted import fitted_attributes
 from sknn._stacked import (
     StackedAdam,
     StackedMLP,
@@ -41,7 +45,8 @@ from sknn._stacked import (
     correct,
     per_sample_loss,
 )
-from sknn._training import MAX_SEED, torch_rng
+from sknn._targets import REGRESSION_KINDS
+from sknn._training import MAX_SEED, l2_coefficient, torch_rng
 
 #: rows per forward pass when validating
 _VALID_BATCH = 8192
@@ -50,8 +55,9 @@ _VALID_BATCH = 8192
 @dataclass
 class Member:
     """One fit to train in a stack: its estimator (parameters validated,
-    ``classes_``, ``n_features_in_`` and ``target_encoder_`` set), its data
-    (float32 X, encoded y, combined sample weights or None)."""
+    ``n_features_in_``, ``n_outputs_`` and, for a classifier, ``classes_`` and
+    ``target_encoder_`` set), its data (float32 X, encoded y, combined sample
+    weights or None) and its network output (``sknn._targets.KINDS``)."""
 
     est: object
     X: np.ndarray
@@ -61,8 +67,9 @@ class Member:
     extra: dict = field(default_factory=dict)
 
 
-def prepare(est, X, y):
-    """Validate ``est``'s parameters and the data as ``est.fit(X, y)`` does.
+def prepare(est, X, y, sample_weight=None):
+    """Validate ``est``'s parameters and the data as ``est.fit(X, y,
+    sample_weight)`` does.
 
     Raises what that fit would raise for bad parameters or data.
     """
@@ -70,11 +77,12 @@ def prepare(est, X, y):
 
     est._validate_params()
     Xv, yv = est._validate_Xy(X, y, reset=True)
-    y_enc, weight = est._encode_targets(yv, None, incremental=False,
+    if sample_weight is not None:
+        sample_weight = _check_sample_weight(sample_weight, Xv)
+    y_enc, weight = est._encode_targets(yv, sample_weight, incremental=False,
                                         first_call=False)
     est.device_ = resolve_device(est.device)
-    kind = {"onehot": "multiclass"}.get(est.target_encoder_.kind_,
-                                         est.target_encoder_.kind_)
+    kind = est._output_spec()[1]
     Xf = Xv if Xv.dtype == np.float32 and Xv.flags.c_contiguous else (
         np.ascontiguousarray(Xv, dtype=np.float32))
     return Member(est, Xf, np.asarray(y_enc), weight, kind)
@@ -84,14 +92,17 @@ def fusion_key(member):
     """What fits must share to train in one stack, or None when this fit must
     take the per-fit path (its own ``fit``)."""
     from sknn._mlp import MLPClassifierTorch
+    from sknn._regressor import MLPRegressorTorch
 
     est = member.est
-    if (type(est) is not MLPClassifierTorch or est.solver not in ("adam", "sgd")
+    if (type(est) not in (MLPClassifierTorch, MLPRegressorTorch)
+            or est.solver not in ("adam", "sgd")
             or est.dropout or est.batch_norm or est.callbacks or est.verbose
             or est.progress_bar or est.precision != "float32"):
         return None
-    return (est.solver, est.activation, est._hidden_sizes(), member.X.shape[1],
-            member.kind, est.target_encoder_.n_outputs_, str(est.device_),
+    # the class first: a classifier and a regressor never share a stack
+    return (type(est).__name__, est.solver, est.activation, est._hidden_sizes(),
+            member.X.shape[1], member.kind, est.n_outputs_, str(est.device_),
             bool(est.shuffle), est.batch_size)
 
 
@@ -99,7 +110,7 @@ def estimate_bytes(member):
     """Memory of one network in a stack: weights, gradients and optimizer
     state, and a batch's activations and their gradients (float32)."""
     est = member.est
-    sizes = [member.X.shape[1], *est._hidden_sizes(), est.target_encoder_.n_outputs_]
+    sizes = [member.X.shape[1], *est._hidden_sizes(), est.n_outputs_]
     n_params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
     slots = 4 if est.solver == "adam" else 3
     batch = 200 if est.batch_size == "auto" else int(est.batch_size)
@@ -121,7 +132,7 @@ class _Fit:
         self.valid = None
         if est.early_stopping:
             stratify = None
-            if est.target_encoder_.n_outputs_ == 1:
+            if est.n_outputs_ == 1 and member.kind not in REGRESSION_KINDS:
                 stratify = np.asarray(member.y).reshape(-1, 1) > 0.5
             train_idx, valid_idx = train_test_split(
                 rows, random_state=rs, test_size=est.validation_fraction,
@@ -139,19 +150,24 @@ class _Fit:
         self.weight = None if weight is None else torch.from_numpy(
             np.ascontiguousarray(weight[rows]))
         self.batch_size = est._batch_size(self.n)
-        mean_weight = 1.0 if weight is None else float(weight.mean())
-        self.l2 = est.alpha / (self.batch_size * mean_weight)
+        if (self.weight is not None and self.batch_size >= self.n
+                and not float(self.weight.sum())):
+            raise ValueError(
+                "Sample weights sum to zero over the training batch, so the "
+                "weighted mean loss is undefined. Give the samples weights "
+                "with a non-zero sum.")
+        self.l2 = l2_coefficient(est.alpha, self.batch_size, weight)
         self.total_weight = float(self.n if self.weight is None else self.weight.sum())
         self.generator = torch.Generator().manual_seed(self.seed)
         # torch_rng holds the process's RNG lock: threads build one at a time
         with torch_rng(self.seed, est.device_):
-            self.module = est._build_module(member.X.shape[1],
-                                            est.target_encoder_.n_outputs_)
+            self.module = est._build_module(member.X.shape[1], est.n_outputs_)
         self.init_layers = [(layer.weight, layer.bias)
                             for layer in self.module.linear_layers()]
         # scikit-learn's stopping state (NoImprovementStopping)
         self.lr = est.learning_rate_init
         self.best = -np.inf if est.early_stopping else np.inf
+        self.best_score = -np.inf  # skorch's scorer's best_score_
         self.count = 0
         self.best_state = None
         self.stop_reason = None
@@ -324,6 +340,9 @@ class _ThreadChooser:
 
 def _train(fits, X_all, y_all, kind, device, threads):
     est0 = fits[0].member.est
+    regression = kind in REGRESSION_KINDS
+    # the loss a regressor's net records: the squared error per output
+    scale = 1.0 / est0.n_outputs_ if kind == "continuous" else 1.0
     live = list(fits)
     model = StackedMLP([f.init_layers for f in live], est0.activation, device)
     ests = [f.member.est for f in live]
@@ -364,23 +383,27 @@ def _train(fits, X_all, y_all, kind, device, threads):
                 active = (counts[:, j] > 0).to(device).reshape(-1, 1, 1)
             opt.step(grads, active)
             losses.append(loss.detach())
-            corrects.append((correct(logits.detach(), yb, kind) * w).sum(1))
+            if not regression:
+                corrects.append((correct(logits.detach(), yb, kind) * w).sum(1))
             threads.end()
         losses = torch.stack(losses, 1).double().cpu()        # (M, K)
-        corrects = torch.stack(corrects, 1).sum(1).double().cpu()
         penalty = 0.5 * (opt.l2.reshape(-1) * model.squared_norms()).double().cpu()
-        train_loss = ((losses * counts).sum(1) / counts.sum(1) + penalty).tolist()
-        valid = [_validate(model, m, f, X_all, y_all, kind) if f.valid is not None
-                 else None for m, f in enumerate(live)]
+        train_loss = ((losses * counts).sum(1) / counts.sum(1) * scale
+                      + penalty).tolist()
+        if not regression:
+            corrects = torch.stack(corrects, 1).sum(1).double().cpu()
+        valid = [_validate(model, m, f, X_all, y_all, kind, scale)
+                 if f.valid is not None else None for m, f in enumerate(live)]
         seconds = time.perf_counter() - tic
         stopped = []
         for m, f in enumerate(live):
             f.seconds += seconds / len(live)
             record = {"epoch": epoch, "train_loss": train_loss[m],
-                      "train_acc": float(corrects[m]) / f.total_weight,
                       "train_samples": f.n, "dur": seconds / len(live)}
+            if not regression:
+                record["train_acc"] = float(corrects[m]) / f.total_weight
             if valid[m] is not None:
-                record["valid_loss"], record["valid_acc"] = valid[m]
+                record["valid_loss"], record[_score_key(kind)] = valid[m]
             f.rows_history.append(record)
             if _end_of_epoch(f, m, record, model, opt):
                 stopped.append(m)
@@ -395,19 +418,43 @@ def _train(fits, X_all, y_all, kind, device, threads):
                 opt.select(index)
 
 
-def _validate(model, m, f, X_all, y_all, kind):
-    """(validation loss, validation accuracy) of network ``m``."""
+def _score_key(kind):
+    """The history key of the validation score, as the single fit's
+    (``FitConfig.score_key``): accuracy, or a regressor's R^2."""
+    return "valid_r2" if kind in REGRESSION_KINDS else "valid_acc"
+
+
+def _validate(model, m, f, X_all, y_all, kind, scale):
+    """(validation loss times ``scale``, validation score) of network ``m``:
+    its accuracy or, for a regressor, R^2 as its single fit's scorer
+    (``sknn._callbacks.weighted_r2``) computes it."""
     rows, weight = f.valid
     with torch.no_grad():
         logits = torch.cat([model.forward_one(m, X_all[rows[i:i + _VALID_BATCH]])
                             for i in range(0, len(rows), _VALID_BATCH)])
         y = y_all[rows]
         per = per_sample_loss(logits[None], y[None], kind)[0]
+        loss = per.mean() if weight is None else (per * weight).sum() / weight.sum()
+        if kind in REGRESSION_KINDS:
+            return float(loss) * scale, _r2(logits, y, weight, kind)
         ok = correct(logits, y, kind)
-        if weight is None:
-            return float(per.mean()), float(ok.mean())
-        return (float((per * weight).sum() / weight.sum()),
-                float((ok * weight).sum() / weight.sum()))
+        score = ok.mean() if weight is None else (ok * weight).sum() / weight.sum()
+        return float(loss) * scale, float(score)
+
+
+def _r2(outputs, y, weight, kind):
+    """scikit-learn's R^2 (averaged over the outputs) of the float64
+    predictions (``exp`` of the outputs for the Poisson loss); NaN where they
+    are not finite, as scikit-learn's MLPRegressor scores them."""
+    from sklearn.metrics import r2_score
+
+    pred = torch.exp(outputs) if kind == "poisson" else outputs
+    pred = pred.cpu().numpy().astype(np.float64)
+    if not np.isfinite(pred).all():
+        return np.nan
+    return float(r2_score(y.cpu().numpy().astype(np.float64), pred,
+                          sample_weight=None if weight is None
+                          else weight.cpu().numpy()))
 
 
 def _end_of_epoch(f, m, record, model, opt):
@@ -415,17 +462,20 @@ def _end_of_epoch(f, m, record, model, opt):
     weights (early stopping), inverse scaling, then the stopping rule.
     Returns True when the network stops."""
     est = f.member.est
+    key = _score_key(f.member.kind)
     if est.early_stopping:
-        # skorch's valid_acc_best: strictly better than every earlier epoch
-        record["valid_acc_best"] = bool(record["valid_acc"] > max(
-            [r["valid_acc"] for r in f.rows_history[:-1]], default=-np.inf))
-        if record["valid_acc_best"]:
+        # skorch's <key>_best: better than its scorer's best_score_ so far
+        # (a NaN R^2 is never best, nor taken as the best)
+        is_best = bool(record[key] > f.best_score)
+        record[f"{key}_best"] = is_best
+        if is_best:
+            f.best_score = record[key]
             f.best_state = model.state(m)
     if est.solver == "sgd" and est.learning_rate == "invscaling":
         f.t += f.n
         f.lr = est.learning_rate_init / pow(f.t + 1, est.power_t)
         opt.set_lr(m, f.lr)
-    score = record["valid_acc"] if est.early_stopping else record["train_loss"]
+    score = record[key] if est.early_stopping else record["train_loss"]
     if est.early_stopping:
         improved_enough, is_best = score >= f.best + est.tol, score > f.best
     else:
@@ -469,10 +519,6 @@ def _fitted(f, device):
     est._rebuild(module_state)  # under torch_rng and its lock
     est.device_ = device_
     net = est.net_
-    if not all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):
-        raise ValueError(
-            "Solver produced non-finite parameter weights. The input data may "
-            "contain large values and need to be preprocessed.")
     # the net as the single fit leaves it: its batch size, L2 term, rate,
     # history and stopping state
     net.batch_size = f.batch_size
@@ -494,28 +540,11 @@ def _fitted(f, device):
     if torch.device(device_).type != "cpu":
         net.device = device_
         net.module_.to(device_)
-    est.n_iter_ = len(history)
-    est.loss_curve_ = [r["train_loss"] for r in history]
-    est.loss_ = est.loss_curve_[-1]
-    est.t_ = int(sum(r["train_samples"] for r in history))
-    if est.early_stopping:
-        est.best_loss_ = None
-        est.validation_scores_ = [r["valid_acc"] for r in history]
-        est.best_validation_score_ = max(est.validation_scores_)
-    else:
-        est.best_loss_ = f.best
-        est.validation_scores_ = None
-        est.best_validation_score_ = None
-    est.n_outputs_ = est.target_encoder_.n_outputs_
-    est.out_activation_ = est.target_encoder_.out_activation_
-    est.history_ = [history_record(r) for r in history]
-    # the warning of the single fit (sknn._fitted.fitted_attributes; a fit
-    # with n_iter_no_change=np.inf asks for exactly max_iter epochs), kept for
-    # sknn.model_selection to emit when scikit-learn's search takes this fit
-    est._fit_warnings = []
-    if (f.stop_reason is None and est.n_iter_ == est.max_iter
-            and est.n_iter_no_change != np.inf):
-        est._fit_warnings.append((
-            f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached "
-            "and the optimization hasn't converged yet.", ConvergenceWarning))
+    # the fitted attributes and the warning as the single fit derives them
+    # from its net (sknn._fitted), the warning kept for sknn.model_selection to
+    # emit when scikit-learn's search takes this fit
+    attributes, est._fit_warnings = fitted_attributes(
+        net, est._fit_config(est.n_features_in_), interrupted=False)
+    for name, value in attributes.items():
+        setattr(est, name, value)
     return est

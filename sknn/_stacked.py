@@ -9,10 +9,14 @@ momentum, L2 coefficient), and with a mask for the networks that take no step
 on a batch (a fold with fewer batches in its epoch). Their arithmetic is
 torch's ``Adam`` and ``SGD`` (``weight_decay`` as the L2 term, torch's momentum
 buffer, Nesterov), so a stacked network takes the steps its single fit takes.
+The per-sample losses are those of sknn's nets: the classifiers' log-losses
+and the regressor's criteria (``sknn._losses``).
 """
 
 import torch
 import torch.nn.functional as F
+
+from sknn._losses import HalfPoissonDeviance, HalfSquaredError
 
 #: activation name -> elementwise function (sknn._modules.ACTIVATIONS' maths)
 ACTIVATIONS = {
@@ -272,13 +276,26 @@ class StackedSGD(_StackedOptimizer):
         self.lr[m] = lr
 
 
+#: regression output -> its criterion, the single fit's (``sknn._losses``)
+_REGRESSION_CRITERIA = {"continuous": HalfSquaredError(),
+                        "poisson": HalfPoissonDeviance()}
+
+
 def per_sample_loss(logits, y, kind):
-    """scikit-learn's per-sample log-loss, ``(M, B)``: softmax cross-entropy
-    on class indices, or binary cross-entropy summed over the outputs."""
+    """scikit-learn's per-sample loss, ``(M, B)``, for the network output
+    ``kind`` (``sknn._targets.KINDS``): softmax cross-entropy on class
+    indices, binary cross-entropy summed over the outputs, or a regressor's
+    half squared error or half Poisson deviance summed over the outputs (the
+    criterion of its single fit, on the ``M * B`` rows)."""
     if kind == "multiclass":
         M, B, C = logits.shape
         return F.cross_entropy(logits.reshape(M * B, C), y.reshape(M * B),
                                reduction="none").reshape(M, B)
+    if kind in _REGRESSION_CRITERIA:
+        M, B, n_outputs = logits.shape
+        rows = (M * B, n_outputs)
+        return _REGRESSION_CRITERIA[kind](logits.reshape(rows),
+                                          y.reshape(rows)).reshape(M, B)
     return F.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(-1)
 
 

@@ -2,8 +2,9 @@
 
 :class:`GridSearchCV` and :class:`RandomizedSearchCV` are scikit-learn's,
 with the same parameters, attributes and results. When the estimator is an
-:class:`~sknn.MLPClassifierTorch`, or a :class:`~sklearn.pipeline.Pipeline`
-ending in one, the (candidate, fold) fits whose networks have the same shape
+:class:`~sknn.MLPClassifierTorch` or an :class:`~sknn.MLPRegressorTorch`, or a
+:class:`~sklearn.pipeline.Pipeline` ending in one, the (candidate, fold) fits
+whose networks have the same shape
 train together as one stacked model (:mod:`sknn._fused`), each exactly the
 fit it would be alone; the rest are fitted one by one, as scikit-learn does.
 
@@ -12,9 +13,9 @@ How a search runs
 1. *Plan* (for each call of scikit-learn's ``evaluate_candidates``): the
    Pipeline's steps before the network are fitted once per fold and per
    setting of their own parameters; each (candidate, fold) network is checked
-   and grouped by what must be shared to stack (solver, activation, layer
-   sizes, input width, outputs, device, batch size). Stacks above a memory
-   budget are split.
+   and grouped by what must be shared to stack (estimator class, solver,
+   activation, layer sizes, input width, outputs, device, batch size). Stacks
+   above a memory budget are split.
 2. *Train*: the stacks and the fits that cannot stack run over ``n_jobs``
    joblib workers (stacks on a GPU run one after another in this process).
 3. *Score*: scikit-learn's own ``evaluate_candidates`` and ``_fit_and_score``
@@ -169,13 +170,15 @@ def _network_step(estimator):
     """(prefix steps or None, the network) of an estimator that may fuse, or
     None when it cannot."""
     from sknn._mlp import MLPClassifierTorch
+    from sknn._regressor import MLPRegressorTorch
 
+    stacking = (MLPClassifierTorch, MLPRegressorTorch)
     if isinstance(estimator, Pipeline):
         last = estimator.steps[-1][1]
-        if type(last) is MLPClassifierTorch:
+        if type(last) in stacking:
             return (estimator[:-1] if len(estimator.steps) > 1 else None), last
         return None
-    if type(estimator) is MLPClassifierTorch:
+    if type(estimator) in stacking:
         return None, estimator
     return None
 
@@ -442,11 +445,11 @@ class _FusedSearch:
 
 
 _NOTE = """
-    sknn: the (candidate, fold) fits of an :class:`~sknn.MLPClassifierTorch`,
-    or of a Pipeline ending in one, train together as stacked networks, each
-    the fit it would be alone; every other fit, the scoring and the refit are
-    scikit-learn's. See the "Searching architectures" page. scikit-learn's
-    documentation follows.
+    sknn: the (candidate, fold) fits of an :class:`~sknn.MLPClassifierTorch` or
+    an :class:`~sknn.MLPRegressorTorch`, or of a Pipeline ending in one, train
+    together as stacked networks, each the fit it would be alone; every other
+    fit, the scoring and the refit are scikit-learn's. See the "Searching
+    architectures" page. scikit-learn's documentation follows.
 """
 
 
