@@ -1,13 +1,10 @@
-"""What a ``.sknn`` file may say, and the bounds checked before believing it.
+"""The bounds a ``.sknn`` file is checked against before it is believed.
 
-:mod:`sknn._safe` builds objects of a fixed list of classes from a file that
-may be hostile. This module holds what it checks before building anything:
+:mod:`sknn._safe` builds objects of a fixed list of classes
+(:mod:`sknn._safe_classes`, with what each parameter may hold) from a file
+that may be hostile. This module holds what it checks before building
+anything:
 
-- :data:`PARAMETERS`: every constructor parameter of every class a file may
-  name, classified as data (allowed) or as something that reaches outside the
-  model (refused: a path, a cache folder, a callable, an object that writes
-  files), with the reason. A parameter not in this table is neither saved nor
-  loaded (the test suite walks the classes and fails on an unclassified one);
 - the archive's members: their compression, their declared sizes (bounded by
   the file's size and by the tensors the JSON declares), read with bounded
   reads so that a lying header cannot inflate a member past its cap;
@@ -24,167 +21,16 @@ import zipfile
 
 import numpy as np
 
-#: a parameter that holds plain data: numbers, strings, booleans, tuples,
-#: dicts of them; each class's own parameter validation checks it at load
-DATA = "data"
-#: a parameter that must be None in a file (refused at save and at load)
-REFUSED = "refused"
-#: the Pipeline's steps, each an object checked on its own
-STEPS = "steps"
-
-_CALLBACKS = (
-    REFUSED, "skorch callback objects are code, and several write files "
-    "(Checkpoint/TrainEndCheckpoint: dirname, f_params...; TensorBoard: a log "
-    "folder; LoadInitState: reads a checkpoint)")
-_NETWORK = {
-    "hidden_layer_sizes": (DATA, "layer widths (ints), checked against the "
-                                 "weights before the network is built"),
-    "activation": (DATA, "a name from a fixed list"),
-    "solver": (DATA, "a name from a fixed list"),
-    "alpha": (DATA, "a float"),
-    "batch_size": (DATA, "an int or 'auto'"),
-    "learning_rate": (DATA, "a name from a fixed list"),
-    "learning_rate_init": (DATA, "a float"),
-    "power_t": (DATA, "a float"),
-    "max_iter": (DATA, "an int"),
-    "shuffle": (DATA, "a bool"),
-    "random_state": (DATA, "an int or None (a RandomState is not JSON)"),
-    "tol": (DATA, "a float"),
-    "verbose": (DATA, "an int: prints to the terminal, writes no file"),
-    "warm_start": (DATA, "a bool"),
-    "momentum": (DATA, "a float"),
-    "nesterovs_momentum": (DATA, "a bool"),
-    "early_stopping": (DATA, "a bool"),
-    "validation_fraction": (DATA, "a float"),
-    "beta_1": (DATA, "a float"),
-    "beta_2": (DATA, "a float"),
-    "epsilon": (DATA, "a float"),
-    "n_iter_no_change": (DATA, "an int or inf"),
-    "max_fun": (DATA, "an int"),
-    "dropout": (DATA, "a float"),
-    "batch_norm": (DATA, "a bool"),
-    "weight_init": (DATA, "a name from a fixed list (looked up in sknn's own "
-                          "table, never imported)"),
-    "class_weight": (DATA, "a dict of numbers or 'balanced'"),
-    "device": (DATA, "a torch device name, resolved at fit; never a path"),
-    "precision": (DATA, "a name from a fixed list"),
-    "callbacks": _CALLBACKS,
-    "progress_bar": (DATA, "a bool: draws on the terminal, writes no file"),
-}
-_CNN = {
-    "conv_filters": (DATA, "ints, checked against the weights"),
-    "kernel_size": (DATA, "an int or a pair"),
-    "pool_size": (DATA, "an int or a pair"),
-    "dense_layer_sizes": (DATA, "ints, checked against the weights"),
-    "input_shape": (DATA, "a tuple of ints"),
-    "padding": (DATA, "a name from a fixed list"),
-    "pool_last": (DATA, "a bool"),
-    "augment": (DATA, "a dict of numbers (Keras ImageDataGenerator keys, checked "
-                      "by ImageAugmenter.from_dict)"),
-}
-_COPY = (DATA, "a bool")
-
-#: class name in the file -> {parameter: (DATA, REFUSED or STEPS, why)}
-PARAMETERS = {
-    "sknn.MLPClassifierTorch": dict(_NETWORK),
-    "sknn.CNNClassifier": {
-        **{k: v for k, v in _NETWORK.items() if k != "hidden_layer_sizes"}, **_CNN},
-    "sknn.MLPRegressorTorch": {
-        **{k: v for k, v in _NETWORK.items() if k != "class_weight"},
-        "loss": (DATA, "a name from a fixed list")},
-    "sknn.TargetEncoder": {"classes": (DATA, "labels (numbers or strings)")},
-    "sknn.preprocessing.PixelScaler": {"max_value": (DATA, "a number or 'auto'")},
-    "sklearn.pipeline.Pipeline": {
-        "steps": (STEPS, "(name, object) pairs: each object is checked on its "
-                         "own, against this table"),
-        "transform_input": (DATA, "names (strings) of metadata routed to the "
-                                  "transformers"),
-        "memory": (REFUSED, "a folder (even relative, e.g. 'cache') or a "
-                            "joblib.Memory: fit() writes pickles there and "
-                            "unpickles any it finds, so a file naming a "
-                            "poisoned folder runs code"),
-        "verbose": (DATA, "a bool: prints, writes no file"),
-    },
-    "sklearn.preprocessing.StandardScaler": {
-        "copy": _COPY, "with_mean": (DATA, "a bool"), "with_std": (DATA, "a bool")},
-    "sklearn.preprocessing.MinMaxScaler": {
-        "feature_range": (DATA, "a pair of numbers"), "copy": _COPY,
-        "clip": (DATA, "a bool")},
-    "sklearn.preprocessing.MaxAbsScaler": {"copy": _COPY, "clip": (DATA, "a bool")},
-    "sklearn.preprocessing.RobustScaler": {
-        "with_centering": (DATA, "a bool"), "with_scaling": (DATA, "a bool"),
-        "quantile_range": (DATA, "a pair of numbers"), "copy": _COPY,
-        "unit_variance": (DATA, "a bool")},
-    "sklearn.preprocessing.Normalizer": {
-        "norm": (DATA, "a name from a fixed list"), "copy": _COPY},
-    "sklearn.decomposition.PCA": {
-        "n_components": (DATA, "a number, 'mle' or None"), "copy": _COPY,
-        "whiten": (DATA, "a bool"), "svd_solver": (DATA, "a name from a fixed list"),
-        "tol": (DATA, "a float"), "iterated_power": (DATA, "an int or 'auto'"),
-        "n_oversamples": (DATA, "an int"),
-        "power_iteration_normalizer": (DATA, "a name from a fixed list"),
-        "random_state": (DATA, "an int or None")},
-}
-
-
-#: name in the file -> (module, attribute) of the classes a file may name
-SAFE_CLASSES = {
-    "sknn.MLPClassifierTorch": ("sknn._mlp", "MLPClassifierTorch"),
-    "sknn.CNNClassifier": ("sknn._cnn", "CNNClassifier"),
-    "sknn.MLPRegressorTorch": ("sknn._regressor", "MLPRegressorTorch"),
-    "sknn.TargetEncoder": ("sknn._targets", "TargetEncoder"),
-    "sknn.preprocessing.PixelScaler": ("sknn.preprocessing", "PixelScaler"),
-    "sklearn.pipeline.Pipeline": ("sklearn.pipeline", "Pipeline"),
-    "sklearn.preprocessing.StandardScaler": ("sklearn.preprocessing",
-                                             "StandardScaler"),
-    "sklearn.preprocessing.MinMaxScaler": ("sklearn.preprocessing", "MinMaxScaler"),
-    "sklearn.preprocessing.MaxAbsScaler": ("sklearn.preprocessing", "MaxAbsScaler"),
-    "sklearn.preprocessing.RobustScaler": ("sklearn.preprocessing", "RobustScaler"),
-    "sklearn.preprocessing.Normalizer": ("sklearn.preprocessing", "Normalizer"),
-    "sklearn.decomposition.PCA": ("sklearn.decomposition", "PCA"),
-}
-
-#: the sknn estimators among them (rebuilt from their weights)
-ESTIMATORS = ("sknn.MLPClassifierTorch", "sknn.CNNClassifier",
-              "sknn.MLPRegressorTorch")
-
 
 class SafeFormatError(ValueError):
     """A file :func:`load` refuses: not an sknn safe file, truncated,
     corrupted, changed after saving, or describing something the format does
-    not allow (a class outside :data:`SAFE_CLASSES`, a parameter naming a path,
+    not allow (a class outside ``SAFE_CLASSES``, a parameter naming a path,
     a cache or a callable, sizes that do not fit its weights).
 
     Every malformed file raises this one error, at load, before anything is
     built from it; it is a ``ValueError``. Public as ``sknn.SafeFormatError``.
     """
-
-
-class ParameterRefused(ValueError):
-    """A parameter that would let a model reach outside itself."""
-
-
-def check_parameters(name, params, where):
-    """Refuse parameters the table does not allow: unclassified, or set where
-    they must be None. ``where`` is 'save' or 'load' (for the message)."""
-    table = PARAMETERS[name]
-    label = name.rsplit(".", 1)[1]
-    unknown = sorted(set(params) - set(table))
-    if unknown:
-        raise ParameterRefused(
-            f"{label} has no parameter(s) {unknown} in sknn's safe format "
-            "(the file comes from another version of scikit-learn or sknn, "
-            "or was edited)")
-    for key, value in params.items():
-        kind, why = table[key]
-        if kind == REFUSED and value is not None:
-            fix = ("set it to None first, e.g. model.set_params("
-                   f"{key}=None) (in a Pipeline: <step>__{key}=None); "
-                   "predictions do not depend on it" if where == "save" else
-                   "the file was edited to reach outside the model")
-            raise ParameterRefused(
-                f"{label}'s {key!r} must be None in an sknn safe file, got "
-                f"{short(value)}: {why}. {fix[0].upper() + fix[1:]}")
 
 
 def is_tagged(value, tag, *others):

@@ -1,6 +1,8 @@
 """Shared fixtures: a seed for every test, tiny data sets, the MNIST folder, the
-``gpu`` marker."""
+command line run in this process, the ``gpu`` marker."""
 
+import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,24 @@ def mnist_dir():
     if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(f"the MNIST files are not at {MNIST_DIR} (CI provides them)")
     return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def run_main():
+    """``run_main(argv)``: ``sknn.cli.main(argv)`` in this process, its
+    arguments made strings (paths, numbers), returning (status, stdout,
+    stderr)."""
+    from sknn.cli import main
+
+    def run(argv):
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(sys, "stdout", stdout)
+            mp.setattr(sys, "stderr", stderr)
+            status = main([str(a) for a in argv])
+        return status, stdout.getvalue(), stderr.getvalue()
+
+    return run
 
 
 def pytest_collection_modifyitems(config, items):

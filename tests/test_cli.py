@@ -24,7 +24,6 @@ from sklearn.preprocessing import StandardScaler
 
 from sknn import MLPClassifierTorch
 from sknn._persistence import dump, load
-from sknn.cli import main
 from sknn.preprocessing import PixelScaler
 
 PIL = pytest.importorskip("PIL")
@@ -38,16 +37,6 @@ def _digits_by_default():
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("SKNN_MNIST", raising=False)
         yield
-
-
-def _run_main(argv):
-    """``main(argv)`` in this process: (status, stdout, stderr)."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "stdout", stdout)
-        mp.setattr(sys, "stderr", stderr)
-        status = main([str(a) for a in argv])
-    return status, stdout.getvalue(), stderr.getvalue()
 
 
 def _sknn(argv, cwd, **kwargs):
@@ -64,11 +53,11 @@ def _digit_png(path, image, invert=False):
 
 
 @pytest.fixture(scope="module")
-def digits_model(tmp_path_factory):
+def digits_model(tmp_path_factory, run_main):
     """`sknn train` on the default data (digits), 3 epochs; its outputs."""
     folder = tmp_path_factory.mktemp("train")
     out, plot = folder / "model.joblib", folder / "curves.png"
-    status, stdout, stderr = _run_main(
+    status, stdout, stderr = run_main(
         ["train", "--epochs", 3, "--hidden", 32, "--lr", 0.01, "--out", out,
          "--plot", plot, "--seed", 1])
     return status, out, plot, stdout, stderr
@@ -117,7 +106,8 @@ def test_saved_model_is_self_contained(digits_model, digits_bunch):
     assert np.mean(by_images == digits_bunch.target) > 0.7
 
 
-def test_predict_agrees_with_the_python_path(digits_model, digits_bunch, tmp_path):
+def test_predict_agrees_with_the_python_path(digits_model, digits_bunch, tmp_path,
+                                             run_main):
     _, out, _, _, _ = digits_model
     model = joblib.load(out)
     paths, raw = [], []
@@ -127,7 +117,7 @@ def test_predict_agrees_with_the_python_path(digits_model, digits_bunch, tmp_pat
         paths.append(path)
         # what the PNG holds, on the digits' 0..16 scale
         raw.append(pixels.astype(np.float32) / np.float32(255.0) * np.float32(16))
-    status, stdout, stderr = _run_main(["predict", "--model", out, *paths])
+    status, stdout, stderr = run_main(["predict", "--model", out, *paths])
     assert status == 0 and stderr == ""
     lines = stdout.strip().splitlines()
     proba = model.predict_proba(np.stack(raw))
@@ -142,7 +132,7 @@ def test_predict_agrees_with_the_python_path(digits_model, digits_bunch, tmp_pat
     csv = tmp_path / "pixels.csv"
     pd.DataFrame(digits_bunch.data[:6]).to_csv(csv, index=False)
     preds = tmp_path / "preds.csv"
-    status, _, stderr = _run_main(["predict", "--model", out, csv, "--output", preds])
+    status, _, stderr = run_main(["predict", "--model", out, csv, "--output", preds])
     assert status == 0, stderr
     result = pd.read_csv(preds)
     np.testing.assert_array_equal(result["prediction"],
@@ -152,7 +142,7 @@ def test_predict_agrees_with_the_python_path(digits_model, digits_bunch, tmp_pat
                                rtol=1e-5)
 
 
-def test_output_is_written_for_images(digits_model, digits_bunch, tmp_path):
+def test_output_is_written_for_images(digits_model, digits_bunch, tmp_path, run_main):
     _, out, _, _, _ = digits_model
     paths = []
     for i in range(3):
@@ -160,7 +150,7 @@ def test_output_is_written_for_images(digits_model, digits_bunch, tmp_path):
         _digit_png(paths[-1], digits_bunch.images[i])
     csv = tmp_path / "out" / "predictions.csv"
     csv.parent.mkdir()
-    status, stdout, _ = _run_main(["predict", "--model", out, *paths, "--output",
+    status, stdout, _ = run_main(["predict", "--model", out, *paths, "--output",
                                    csv])
     assert status == 0 and "Wrote 3 predictions" in stdout
     table = pd.read_csv(csv)
@@ -170,7 +160,7 @@ def test_output_is_written_for_images(digits_model, digits_bunch, tmp_path):
 
 
 def test_dark_on_light_digit_warns_what_the_model_expects(digits_model, digits_bunch,
-                                                          tmp_path):
+                                                          tmp_path, run_main):
     _, out, _, _, _ = digits_model
     # a black-on-white 7, 200x200, as a user draws one
     seven = tmp_path / "seven.png"
@@ -178,7 +168,7 @@ def test_dark_on_light_digit_warns_what_the_model_expects(digits_model, digits_b
     big = Image.new("L", (200, 200), 255)
     big.paste(Image.fromarray(255 - pixels).resize((160, 160)), (20, 20))
     big.save(seven)
-    status, stdout, stderr = _run_main(["predict", "--model", out, seven])
+    status, stdout, stderr = run_main(["predict", "--model", out, seven])
     assert status == 0 and stdout.startswith(str(seven))
     line, size = stderr.strip().splitlines()
     assert line.startswith(f"sknn predict: warning: {seven}: ")
@@ -188,12 +178,12 @@ def test_dark_on_light_digit_warns_what_the_model_expects(digits_model, digits_b
                     "8x8 images; this image is 200x200, shrunk to 8x8, which "
                     "loses detail")
     # inverted, only the size differs from what the model expects
-    status, stdout, stderr = _run_main(["predict", "--model", out, "--invert", seven])
+    status, stdout, stderr = run_main(["predict", "--model", out, "--invert", seven])
     assert status == 0 and stderr.strip() == size
     # and a light-on-dark digit of the right kind never warns
     plain = tmp_path / "plain.png"
     _digit_png(plain, digits_bunch.images[7])
-    assert _run_main(["predict", "--model", out, plain])[2] == ""
+    assert run_main(["predict", "--model", out, plain])[2] == ""
 
 
 def _table(n=80, seed=0, text=False):
@@ -207,11 +197,11 @@ def _table(n=80, seed=0, text=False):
     return frame
 
 
-def test_train_and_predict_csv_with_string_labels(tmp_path):
+def test_train_and_predict_csv_with_string_labels(tmp_path, run_main):
     data = tmp_path / "data.csv"
     _table().to_csv(data, index=False)
     out = tmp_path / "m.joblib"
-    status, stdout, stderr = _run_main(
+    status, stdout, stderr = run_main(
         ["train", "--data", data, "--target", "answer", "--epochs", 2, "--out",
          out, "--no-progress"])
     assert status == 0, stderr
@@ -222,17 +212,17 @@ def test_train_and_predict_csv_with_string_labels(tmp_path):
     assert list(model.classes_) == ["no", "yes"]
     new = _table(5, seed=1)
     new.to_csv(tmp_path / "new.csv", index=False)
-    status, stdout, _ = _run_main(["predict", "--model", out, tmp_path / "new.csv"])
+    status, stdout, _ = run_main(["predict", "--model", out, tmp_path / "new.csv"])
     printed = pd.read_csv(io.StringIO(stdout))
     np.testing.assert_array_equal(printed["prediction"],
                                   model.predict(new[["a", "b", "c"]]))
 
 
-def test_text_feature_columns_are_one_hot_encoded(tmp_path):
+def test_text_feature_columns_are_one_hot_encoded(tmp_path, run_main):
     data = tmp_path / "data.csv"
     _table(120, text=True).to_csv(data, index=False)
     out = tmp_path / "m.joblib"
-    status, stdout, stderr = _run_main(
+    status, stdout, stderr = run_main(
         ["train", "--data", data, "--target", "answer", "--epochs", 2, "--out",
          out, "--no-progress"])
     assert status == 0, stderr
@@ -243,7 +233,7 @@ def test_text_feature_columns_are_one_hot_encoded(tmp_path):
     new = _table(6, seed=3, text=True)
     new.loc[0, "colour"] = "purple"
     new.drop(columns=["answer"]).to_csv(tmp_path / "new.csv", index=False)
-    status, stdout, stderr = _run_main(["predict", "--model", out,
+    status, stdout, stderr = run_main(["predict", "--model", out,
                                         tmp_path / "new.csv"])
     assert status == 0
     printed = pd.read_csv(io.StringIO(stdout))
@@ -253,11 +243,11 @@ def test_text_feature_columns_are_one_hot_encoded(tmp_path):
     assert "column 'colour' has values the model never saw: ['purple']" in line
 
 
-def test_headerless_csv_keeps_its_first_row(tmp_path):
+def test_headerless_csv_keeps_its_first_row(tmp_path, run_main):
     data = tmp_path / "data.csv"
     _table(40).to_csv(data, index=False, header=False)
     out = tmp_path / "m.joblib"
-    status, stdout, stderr = _run_main(
+    status, stdout, stderr = run_main(
         ["train", "--data", data, "--target", -1, "--epochs", 1, "--out", out,
          "--no-progress", "--test-size", 0.25])
     assert status == 0, stderr
@@ -267,10 +257,10 @@ def test_headerless_csv_keeps_its_first_row(tmp_path):
     rows = tmp_path / "rows.csv"
     _table(5, seed=2).drop(columns=["answer"]).to_csv(rows, index=False,
                                                       header=False)
-    status, stdout, _ = _run_main(["predict", "--model", out, rows])
+    status, stdout, _ = run_main(["predict", "--model", out, rows])
     assert status == 0 and len(pd.read_csv(io.StringIO(stdout))) == 5
     # --header makes the first line names: one row fewer
-    status, stdout, _ = _run_main(
+    status, stdout, _ = run_main(
         ["train", "--data", data, "--header", "--target", -1, "--epochs", 1,
          "--out", out, "--no-progress"])
     assert status == 0 and "39 rows" in stdout
@@ -282,7 +272,7 @@ def _write_idx(path, array):
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-def test_train_on_an_idx_folder_takes_uint8_images(tmp_path):
+def test_train_on_an_idx_folder_takes_uint8_images(tmp_path, run_main):
     rng = np.random.default_rng(0)
     y = np.repeat([3, 7], 20)
     X = rng.integers(0, 50, size=(40, 28, 28))
@@ -290,7 +280,7 @@ def test_train_on_an_idx_folder_takes_uint8_images(tmp_path):
     _write_idx(tmp_path / "t10k-images-idx3-ubyte", X)
     _write_idx(tmp_path / "t10k-labels-idx1-ubyte", y)
     out = tmp_path / "m.joblib"
-    status, stdout, _ = _run_main(["train", "--data", tmp_path, "--epochs", 2,
+    status, stdout, _ = run_main(["train", "--data", tmp_path, "--epochs", 2,
                                    "--hidden", 8, "--out", out, "--no-progress"])
     assert status == 0
     assert "MNIST" in stdout and "40 28x28 grayscale images, 2 classes" in stdout
@@ -306,7 +296,7 @@ def test_train_on_an_idx_folder_takes_uint8_images(tmp_path):
         model[1:].predict_proba(images.reshape(40, -1) / np.float32(255)))
 
 
-def test_train_and_predict_an_image_folder(tmp_path):
+def test_train_and_predict_an_image_folder(tmp_path, run_main):
     root = tmp_path / "images"
     for name, colour in {"red": (250, 0, 0), "blue": (0, 0, 250)}.items():
         (root / name).mkdir(parents=True)
@@ -314,12 +304,12 @@ def test_train_and_predict_an_image_folder(tmp_path):
             Image.new("RGB", (9, 7), tuple(max(c - 10 * i, 0) for c in colour)
                       ).save(root / name / f"{i}.png")
     out = tmp_path / "m.joblib"
-    status, stdout, _ = _run_main(["train", "--data", root, "--image-size", "6,6",
+    status, stdout, _ = run_main(["train", "--data", root, "--image-size", "6,6",
                                    "--epochs", 2, "--out", out, "--no-progress"])
     assert status == 0 and "12 6x6 colour images, 2 classes" in stdout
     model = joblib.load(out)
     assert model["pixels"].max_value == 1.0
-    status, stdout, _ = _run_main(["predict", "--model", out, root / "red"])
+    status, stdout, _ = run_main(["predict", "--model", out, root / "red"])
     lines = stdout.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == [
         str(root / "red" / f"{i}.png") for i in range(6)]
@@ -331,9 +321,9 @@ def test_train_and_predict_an_image_folder(tmp_path):
     assert {line.split("\t")[0]: line.split("\t")[1] for line in lines} == expected
 
 
-def test_tutorial_flags_reach_the_estimator(tmp_path):
+def test_tutorial_flags_reach_the_estimator(tmp_path, run_main):
     out = tmp_path / "m.joblib"
-    status, stdout, stderr = _run_main(
+    status, stdout, stderr = run_main(
         ["train", "--epochs", 2, "--hidden", "64,32", "--dropout", 0.5, "--alpha",
          0.64, "--weight-init", "truncated_normal", "--solver", "sgd",
          "--momentum", 0, "--lr", 0.01, "--batch-size", 32, "--activation", "tanh",
@@ -353,8 +343,8 @@ def test_tutorial_flags_reach_the_estimator(tmp_path):
     assert clf.n_iter_ == 2 and "val_accuracy" in clf.history_[-1]
 
 
-def test_early_stop_is_reported_with_its_reason(tmp_path):
-    status, stdout, _ = _run_main(
+def test_early_stop_is_reported_with_its_reason(tmp_path, run_main):
+    status, stdout, _ = run_main(
         ["train", "--epochs", 200, "--hidden", 16, "--early-stopping",
          "--patience", 1, "--lr", 0.05, "--out", tmp_path / "m.joblib",
          "--no-progress"])
@@ -364,8 +354,8 @@ def test_early_stop_is_reported_with_its_reason(tmp_path):
     assert "stopped early: Validation score did not improve" in summary
 
 
-def test_progress_bar_labels_its_figures_and_says_why_it_stopped(tmp_path):
-    status, _, stderr = _run_main(
+def test_progress_bar_labels_its_figures_and_says_why_it_stopped(tmp_path, run_main):
+    status, _, stderr = run_main(
         ["train", "--epochs", 200, "--hidden", 16, "--early-stopping",
          "--patience", 1, "--lr", 0.05, "--out", tmp_path / "m.joblib"])
     assert status == 0
@@ -378,23 +368,23 @@ def test_progress_bar_labels_its_figures_and_says_why_it_stopped(tmp_path):
     assert "did not improve" in stopped[0]
 
 
-def test_option_names_are_the_estimators():
+def test_option_names_are_the_estimators(run_main):
     """--activation and --weight-init offer sknn._options' names, which the
     estimators' constraints and torch factories use (test_modules checks)."""
     from sknn import _options
     from sknn._modules import ACTIVATIONS as activations
     from sknn._modules import WEIGHT_INITS as weight_inits
 
-    help_text = _run_main(["train", "--help"])[1]
+    help_text = run_main(["train", "--help"])[1]
     for name in (*activations, *weight_inits):
         assert name in help_text
     assert set(_options.ACTIVATIONS) == set(activations)
     assert set(_options.WEIGHT_INITS) == set(weight_inits)
 
 
-def test_train_cnn(tmp_path):
+def test_train_cnn(tmp_path, run_main):
     out = tmp_path / "cnn.joblib"
-    status, stdout, _ = _run_main(["train", "--model", "cnn", "--conv", 4,
+    status, stdout, _ = run_main(["train", "--model", "cnn", "--conv", 4,
                                    "--hidden", 8, "--epochs", 1, "--out", out,
                                    "--no-progress"])
     assert status == 0 and "support" in stdout
@@ -409,11 +399,11 @@ def test_train_cnn(tmp_path):
 
 # --------------------------------------------------- .sknn and ONNX files
 def test_export_and_predict_with_sknn_and_onnx_files(digits_model, digits_bunch,
-                                                     tmp_path):
+                                                     tmp_path, run_main):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("safetensors")
     _, out, _, _, _ = digits_model
-    status, stdout, stderr = _run_main(["export", "--model", out, "--onnx",
+    status, stdout, stderr = run_main(["export", "--model", out, "--onnx",
                                         tmp_path / "m.onnx", "--sknn",
                                         tmp_path / "m.sknn"])
     assert status == 0, stderr
@@ -425,7 +415,7 @@ def test_export_and_predict_with_sknn_and_onnx_files(digits_model, digits_bunch,
     answers = {}
     for name in ("model.joblib", "m.sknn", "m.onnx"):
         model = out if name == "model.joblib" else tmp_path / name
-        status, stdout, stderr = _run_main(["predict", "--model", model, *paths])
+        status, stdout, stderr = run_main(["predict", "--model", model, *paths])
         assert status == 0 and stderr == "", (name, stderr)
         answers[name] = [line.split("\t") for line in stdout.strip().splitlines()]
     labels = [[row[1] for row in rows] for rows in answers.values()]
@@ -435,17 +425,17 @@ def test_export_and_predict_with_sknn_and_onnx_files(digits_model, digits_bunch,
     # the ONNX file warns about a dark-on-light digit as the Pipeline does
     inverted = tmp_path / "inverted.png"
     _digit_png(inverted, digits_bunch.images[0], invert=True)
-    status, _, stderr = _run_main(["predict", "--model", tmp_path / "m.onnx",
+    status, _, stderr = run_main(["predict", "--model", tmp_path / "m.onnx",
                                    inverted])
     assert status == 0 and "this image is dark-on-light" in stderr
 
 
-def test_train_out_sknn_saves_the_pickle_free_format(tmp_path, digits_bunch):
+def test_train_out_sknn_saves_the_pickle_free_format(tmp_path, digits_bunch, run_main):
     pytest.importorskip("safetensors")
     import sknn
 
     out = tmp_path / "m.sknn"
-    status, stdout, stderr = _run_main(["train", "--epochs", 2, "--hidden", 16,
+    status, stdout, stderr = run_main(["train", "--epochs", 2, "--hidden", 16,
                                         "--out", out, "--no-progress"])
     assert status == 0, stderr
     assert f"Saved the fitted Pipeline to {out}" in stdout
@@ -455,24 +445,24 @@ def test_train_out_sknn_saves_the_pickle_free_format(tmp_path, digits_bunch):
     assert model.predict(digits_bunch.images[:50]).shape == (50,)
 
 
-def test_table_model_as_onnx_reads_csv_columns(tmp_path):
+def test_table_model_as_onnx_reads_csv_columns(tmp_path, run_main):
     pytest.importorskip("onnxruntime")
     data = tmp_path / "data.csv"
     _table().to_csv(data, index=False)
     out, onnx = tmp_path / "m.joblib", tmp_path / "m.onnx"
-    assert _run_main(["train", "--data", data, "--target", "answer", "--epochs",
+    assert run_main(["train", "--data", data, "--target", "answer", "--epochs",
                       2, "--out", out, "--no-progress"])[0] == 0
-    assert _run_main(["export", "--model", out, "--onnx", onnx])[0] == 0
+    assert run_main(["export", "--model", out, "--onnx", onnx])[0] == 0
     new = tmp_path / "new.csv"
     _table(7, seed=4)[["c", "b", "a"]].to_csv(new, index=False)  # other order
-    by_joblib = _run_main(["predict", "--model", out, new])[1]
-    by_onnx = _run_main(["predict", "--model", onnx, new])[1]
+    by_joblib = run_main(["predict", "--model", out, new])[1]
+    by_onnx = run_main(["predict", "--model", onnx, new])[1]
     assert list(pd.read_csv(io.StringIO(by_joblib))["prediction"]) == list(
         pd.read_csv(io.StringIO(by_onnx))["prediction"])
 
 
 def test_onnx_from_python_is_read_by_predict_as_the_joblib_model(
-        digits_model, digits_bunch, tmp_path):
+        digits_model, digits_bunch, tmp_path, run_main):
     """sknn.to_onnx in Python writes the same artifact as sknn export: its
     metadata lets sknn predict read images, with the joblib model's answers."""
     pytest.importorskip("onnxruntime")
@@ -483,7 +473,7 @@ def test_onnx_from_python_is_read_by_predict_as_the_joblib_model(
     model = joblib.load(out)
     python_onnx = tmp_path / "python.onnx"
     python_onnx.write_bytes(sknn.to_onnx(model).SerializeToString())
-    status, _, stderr = _run_main(["export", "--model", out, "--onnx",
+    status, _, stderr = run_main(["export", "--model", out, "--onnx",
                                    tmp_path / "cli.onnx"])
     assert status == 0, stderr
     import onnx
@@ -501,7 +491,7 @@ def test_onnx_from_python_is_read_by_predict_as_the_joblib_model(
         _digit_png(path, image)
     answers = {}
     for name, model_path in (("joblib", out), ("onnx", python_onnx)):
-        status, stdout, stderr = _run_main(["predict", "--model", model_path, *paths])
+        status, stdout, stderr = run_main(["predict", "--model", model_path, *paths])
         assert status == 0 and stderr == "", stderr
         answers[name] = [line.split("\t") for line in stdout.strip().splitlines()]
     assert [r[1] for r in answers["onnx"]] == [r[1] for r in answers["joblib"]]
@@ -509,7 +499,8 @@ def test_onnx_from_python_is_read_by_predict_as_the_joblib_model(
                                [float(r[2]) for r in answers["joblib"]], atol=2e-4)
 
 
-def test_a_large_digit_warns_that_it_is_resized(digits_model, digits_bunch, tmp_path):
+def test_a_large_digit_warns_that_it_is_resized(digits_model, digits_bunch, tmp_path,
+                                                run_main):
     """An 8x8-digits model given a 28x28 PNG says so (README: "says on stderr
     when an image differs clearly from the training images (size, ...)"); an
     image of about the training size does not warn."""
@@ -517,24 +508,24 @@ def test_a_large_digit_warns_that_it_is_resized(digits_model, digits_bunch, tmp_
     pixels = np.round(digits_bunch.images[3] * 255 / 16).astype(np.uint8)
     mnist_like = tmp_path / "mnist_like.png"
     Image.fromarray(pixels).resize((28, 28), Image.NEAREST).save(mnist_like)
-    status, stdout, stderr = _run_main(["predict", "--model", out, mnist_like])
+    status, stdout, stderr = run_main(["predict", "--model", out, mnist_like])
     assert status == 0 and stdout.startswith(str(mnist_like))
     assert stderr.strip() == (
         f"sknn predict: warning: {mnist_like}: the model was trained on 8x8 "
         "images; this image is 28x28, shrunk to 8x8, which loses detail")
     near = tmp_path / "near.png"
     Image.fromarray(pixels).resize((10, 10), Image.NEAREST).save(near)
-    assert _run_main(["predict", "--model", out, near])[2] == ""
+    assert run_main(["predict", "--model", out, near])[2] == ""
     small = tmp_path / "small.png"
     Image.fromarray(pixels).resize((4, 4)).save(small)
-    assert "this image is 4x4, enlarged to 8x8, which blurs it" in _run_main(
+    assert "this image is 4x4, enlarged to 8x8, which blurs it" in run_main(
         ["predict", "--model", out, small])[2]
     wide = tmp_path / "wide.png"
     Image.fromarray(pixels).resize((24, 8), Image.NEAREST).save(wide)
-    assert "stretched to 8x8" in _run_main(["predict", "--model", out, wide])[2]
+    assert "stretched to 8x8" in run_main(["predict", "--model", out, wide])[2]
 
 
-def test_ctrl_c_in_a_caller_is_known_from_the_signal(tmp_path, monkeypatch):
+def test_ctrl_c_in_a_caller_is_known_from_the_signal(tmp_path, monkeypatch, run_main):
     """main() called from Python: Ctrl-C during the fit (which the estimator
     catches, keeping the model) ends in status 130 and saves nothing, known
     from the command's own SIGINT handler, not from a warning's text."""
@@ -565,7 +556,7 @@ def test_ctrl_c_in_a_caller_is_known_from_the_signal(tmp_path, monkeypatch):
     presser = threading.Thread(target=press_ctrl_c)
     presser.start()
     out = tmp_path / "m.joblib"
-    status, _, stderr = _run_main(["train", "--epochs", 100000, "--patience",
+    status, _, stderr = run_main(["train", "--epochs", 100000, "--patience",
                                    100000, "--hidden", 16, "--no-progress",
                                    "--out", out])
     presser.join()
@@ -575,7 +566,7 @@ def test_ctrl_c_in_a_caller_is_known_from_the_signal(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is default
 
 
-def test_default_data_is_load_digits_or_mnist(tmp_path, monkeypatch):
+def test_default_data_is_load_digits_or_mnist(tmp_path, monkeypatch, run_main):
     """Without --data, sknn train reads what datasets.load_digits_or_mnist
     gives: MNIST (28x28 uint8, max 255) where SKNN_MNIST names a copy."""
     rng = np.random.default_rng(0)
@@ -585,20 +576,20 @@ def test_default_data_is_load_digits_or_mnist(tmp_path, monkeypatch):
              x_test=x[40:], y_test=y[40:])
     monkeypatch.setenv("SKNN_MNIST", str(tmp_path / "mnist.npz"))
     out = tmp_path / "m.joblib"
-    status, stdout, stderr = _run_main(["train", "--epochs", 1, "--hidden", 4,
+    status, stdout, stderr = run_main(["train", "--epochs", 1, "--hidden", 4,
                                         "--no-progress", "--out", out])
     assert status == 0, stderr
     assert f"Data: MNIST ({tmp_path / 'mnist.npz'}): 60 28x28 grayscale" in stdout
     pixels = joblib.load(out)["pixels"]
     assert pixels.image_shape_ == (28, 28, 1) and pixels.max_value == 255.0
     monkeypatch.setenv("SKNN_MNIST", str(tmp_path / "gone.npz"))
-    status, _, stderr = _run_main(["train", "--out", out])
+    status, _, stderr = run_main(["train", "--out", out])
     assert status == 2 and "SKNN_MNIST environment variable" in stderr
 
 
-def test_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch):
+def test_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch, run_main):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    status, _, stderr = _run_main(["train", "--plot", tmp_path / "c.png", "--out",
+    status, _, stderr = run_main(["train", "--plot", tmp_path / "c.png", "--out",
                                    tmp_path / "m.joblib"])
     assert status == 2 and not (tmp_path / "m.joblib").exists()
     assert stderr.strip() == (
@@ -662,7 +653,7 @@ def _bad_onnx_metadata(folder, model_path):
 
 
 def test_hostile_onnx_metadata_is_one_documented_error(digits_model, digits_bunch,
-                                                       tmp_path):
+                                                       tmp_path, run_main):
     """Every sknn metadata key that reaches the image scaler or sizes an image
     is checked: one line, exit 2, 'invalid sknn metadata', never an internal
     error."""
@@ -671,7 +662,7 @@ def test_hostile_onnx_metadata_is_one_documented_error(digits_model, digits_bunc
     _digit_png(png, digits_bunch.images[0])
     for name, (path, message) in _bad_onnx_metadata(tmp_path,
                                                     digits_model[1]).items():
-        status, stdout, stderr = _run_main(["predict", "--model", path, png])
+        status, stdout, stderr = run_main(["predict", "--model", path, png])
         assert status == 2, (name, stderr)
         (line,) = stderr.strip().splitlines()
         assert line.startswith(f"sknn predict: error: {str(path)!r}: invalid sknn "
@@ -682,7 +673,7 @@ def test_hostile_onnx_metadata_is_one_documented_error(digits_model, digits_bunc
 
 # ---------------------------------------------- bad input, in fresh processes
 @pytest.fixture(scope="module")
-def bad_input_dir(tmp_path_factory, digits_model):
+def bad_input_dir(tmp_path_factory, digits_model, run_main):
     folder = tmp_path_factory.mktemp("bad")
     (folder / "model.h5").write_text("not a model")
     (folder / "bad.npz").write_text("not a zip")
@@ -705,11 +696,11 @@ def bad_input_dir(tmp_path_factory, digits_model):
     (folder / "notes.csv").write_text("# comment\n1,2,3\n")  # pickle: KeyError 35
     (folder / "empty.joblib").write_bytes(b"")
     dump(joblib.load(digits_model[1]), folder / "digits.joblib")
-    status, _, _ = _run_main(["train", "--data", folder / "table.csv", "--target",
+    status, _, _ = run_main(["train", "--data", folder / "table.csv", "--target",
                               "answer", "--epochs", 1, "--out",
                               folder / "table.joblib", "--no-progress"])
     assert status == 0
-    status, _, _ = _run_main(["train", "--data", folder / "text.csv", "--target",
+    status, _, _ = run_main(["train", "--data", folder / "text.csv", "--target",
                               "answer", "--epochs", 1, "--out",
                               folder / "text.joblib", "--no-progress"])
     assert status == 0
@@ -807,9 +798,9 @@ def _check_one_error_line(status, stderr, case, folder):
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUT))
-def test_bad_input_is_one_line_and_exit_2(case, bad_input_dir, monkeypatch):
+def test_bad_input_is_one_line_and_exit_2(case, bad_input_dir, monkeypatch, run_main):
     monkeypatch.chdir(bad_input_dir)
-    status, _, stderr = _run_main(BAD_INPUT[case][0])
+    status, _, stderr = run_main(BAD_INPUT[case][0])
     _check_one_error_line(status, stderr, case, bad_input_dir)
 
 
@@ -868,11 +859,11 @@ def test_a_closed_pipe_neither_loses_the_model_nor_prints_a_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and "error" not in proc.stderr
 
 
-def test_usage_errors_and_help():
-    status, _, stderr = _run_main(["train", "--hidden", "a,b"])
+def test_usage_errors_and_help(run_main):
+    status, _, stderr = run_main(["train", "--hidden", "a,b"])
     assert status == 2 and "positive integers" in stderr
     assert len(stderr.strip().splitlines()) == 1
-    status, stdout, _ = _run_main(["--help"])
+    status, stdout, _ = run_main(["--help"])
     assert status == 0 and "{train,predict,export}" in stdout
 
 
@@ -904,7 +895,8 @@ def test_dump_and_load_errors(tmp_path):
         load(tmp_path / "junk")
 
 
-def test_predict_with_a_python_pipeline_fitted_on_flat_rows(digits_bunch, tmp_path):
+def test_predict_with_a_python_pipeline_fitted_on_flat_rows(digits_bunch, tmp_path,
+                                                            run_main):
     """A Pipeline made in Python from flat rows still predicts image files
     (square images are assumed) and says so when it cannot."""
     from sknn import MLPClassifierTorch as MLP
@@ -915,20 +907,21 @@ def test_predict_with_a_python_pipeline_fitted_on_flat_rows(digits_bunch, tmp_pa
     dump(model, tmp_path / "flat.joblib")
     png = tmp_path / "d.png"
     _digit_png(png, digits_bunch.images[0])
-    status, stdout, _ = _run_main(["predict", "--model", tmp_path / "flat.joblib",
+    status, stdout, _ = run_main(["predict", "--model", tmp_path / "flat.joblib",
                                    png])
     assert status == 0 and stdout.startswith(str(png))
     model = Pipeline([("pixels", PixelScaler(16.0)), ("clf", MLP(
         hidden_layer_sizes=(16,), max_iter=2, random_state=0, device="cpu"))])
     model.fit(digits_bunch.data[:200, :60], digits_bunch.target[:200])
     dump(model, tmp_path / "odd.joblib")
-    status, _, stderr = _run_main(["predict", "--model", tmp_path / "odd.joblib",
+    status, _, stderr = run_main(["predict", "--model", tmp_path / "odd.joblib",
                                    png])
     assert status == 2 and "image size is unknown" in stderr
 
 
 @pytest.mark.parametrize("target", ["device", "not_a_folder"])
-def test_unwritable_out_is_refused_before_training(tmp_path, target, monkeypatch):
+def test_unwritable_out_is_refused_before_training(tmp_path, target, monkeypatch,
+                                                   run_main):
     # a device (through a link, so that a broken check can only replace the
     # link) or a path under a regular file: one line, exit 2, and no fit ran
     if target == "device":
@@ -942,7 +935,7 @@ def test_unwritable_out_is_refused_before_training(tmp_path, target, monkeypatch
     fits = []
     monkeypatch.setattr(_mlp.MLPClassifierTorch, "fit",
                         lambda self, *a, **k: fits.append(1) or self)
-    status, stdout, stderr = _run_main(["train", "--out", out, "--epochs", "1"])
+    status, stdout, stderr = run_main(["train", "--out", out, "--epochs", "1"])
     assert status == 2, stderr
     assert fits == [] and "accuracy" not in stdout
     assert len(stderr.strip().splitlines()) == 1 and str(out) in stderr
@@ -950,7 +943,7 @@ def test_unwritable_out_is_refused_before_training(tmp_path, target, monkeypatch
 
 
 def test_predict_output_to_a_fifo_is_written_directly(digits_model, digits_bunch,
-                                                      tmp_path):
+                                                      tmp_path, run_main):
     _, out, _, _, _ = digits_model
     csv = tmp_path / "rows.csv"
     pd.DataFrame(digits_bunch.data[:3]).to_csv(csv, index=False)
@@ -959,7 +952,7 @@ def test_predict_output_to_a_fifo_is_written_directly(digits_model, digits_bunch
     received = []
     reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
     reader.start()
-    status, _, stderr = _run_main(["predict", "--model", out, csv, "--output", fifo])
+    status, _, stderr = run_main(["predict", "--model", out, csv, "--output", fifo])
     reader.join(timeout=30)
     assert status == 0, stderr
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)

@@ -1,9 +1,7 @@
 """``sknn train`` / ``predict`` / ``export`` with a numeric target: the task
 chosen from the target, the regressor's report and the numbers written."""
 
-import io
 import re
-import sys
 
 import joblib
 import numpy as np
@@ -16,19 +14,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sknn import MLPRegressorTorch
-from sknn.cli import main
 from sknn.cli.regression import MAX_GUESSED_CLASSES, fold_target_scale
 from sknn.datasets import load_csv
-
-
-def _run_main(argv):
-    """``main(argv)`` in this process: (status, stdout, stderr)."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "stdout", stdout)
-        mp.setattr(sys, "stderr", stderr)
-        status = main([str(a) for a in argv])
-    return status, stdout.getvalue(), stderr.getvalue()
 
 
 def _prices(folder, n=160, seed=0):
@@ -47,13 +34,13 @@ def _scores(stdout):
 
 
 @pytest.fixture(scope="module")
-def price_model(tmp_path_factory):
+def price_model(tmp_path_factory, run_main):
     """`sknn train` on a continuous target: (folder, data frame, model path,
     stdout)."""
     folder = tmp_path_factory.mktemp("prices")
     data, frame = _prices(folder)
     out = folder / "m.joblib"
-    status, stdout, stderr = _run_main(
+    status, stdout, stderr = run_main(
         ["train", "--data", data, "--target", "price", "--epochs", 10,
          "--hidden", 16, "--lr", 0.01, "--batch-size", 16, "--out", out,
          "--no-progress", "--seed", 3])
@@ -85,19 +72,19 @@ def test_continuous_target_trains_a_regressor_and_reports_its_split(price_model)
     assert printed["R^2"] > 0.5
 
 
-def test_predict_writes_the_regressors_numbers(price_model, tmp_path):
+def test_predict_writes_the_regressors_numbers(price_model, tmp_path, run_main):
     folder, frame, out, _ = price_model
     model = joblib.load(out)
     rows = frame.drop(columns="price").iloc[:7]
     rows.to_csv(tmp_path / "rows.csv", index=False)
     expected = model.predict(rows)
-    status, stdout, stderr = _run_main(["predict", "--model", out,
+    status, stdout, stderr = run_main(["predict", "--model", out,
                                         tmp_path / "rows.csv"])
     assert status == 0, stderr
     lines = [line.split("\t") for line in stdout.strip().splitlines()]
     assert [int(row) for row, _ in lines] == list(range(7))
     np.testing.assert_array_equal([float(v) for _, v in lines], expected)
-    status, _, stderr = _run_main(["predict", "--model", out, "--output",
+    status, _, stderr = run_main(["predict", "--model", out, "--output",
                                    tmp_path / "p.csv", tmp_path / "rows.csv"])
     assert status == 0, stderr
     written = pd.read_csv(tmp_path / "p.csv")
@@ -106,7 +93,7 @@ def test_predict_writes_the_regressors_numbers(price_model, tmp_path):
 
 
 def test_regressor_exported_to_onnx_and_sknn_predicts_the_same(price_model,
-                                                              tmp_path):
+                                                              tmp_path, run_main):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("skl2onnx")
     folder, frame, out, _ = price_model
@@ -114,12 +101,12 @@ def test_regressor_exported_to_onnx_and_sknn_predicts_the_same(price_model,
     rows.to_csv(tmp_path / "rows.csv", index=False)
     expected = joblib.load(out).predict(rows)
     onnx, sknn_file = tmp_path / "m.onnx", tmp_path / "m.sknn"
-    status, stdout, stderr = _run_main(["export", "--model", out, "--onnx", onnx,
+    status, stdout, stderr = run_main(["export", "--model", out, "--onnx", onnx,
                                         "--sknn", sknn_file])
     assert status == 0, stderr
     assert "outputs ['variable']" in stdout
     for model_file, tolerance in ((onnx, 1e-5), (sknn_file, 0)):
-        status, _, stderr = _run_main(
+        status, _, stderr = run_main(
             ["predict", "--model", model_file, "--output", tmp_path / "p.csv",
              tmp_path / "rows.csv"])
         assert status == 0, stderr
@@ -135,18 +122,18 @@ def _diabetes(folder):
     return path
 
 
-def test_many_whole_numbers_are_ambiguous_until_task_chooses(tmp_path):
+def test_many_whole_numbers_are_ambiguous_until_task_chooses(tmp_path, run_main):
     data = _diabetes(tmp_path)  # its target: whole numbers, ~120 distinct ones
     assert pd.read_csv(data)["target"].nunique() > MAX_GUESSED_CLASSES
     out = tmp_path / "m.joblib"
-    status, stdout, stderr = _run_main(["train", "--data", data, "--target",
+    status, stdout, stderr = run_main(["train", "--data", data, "--target",
                                         "target", "--out", out, "--no-progress"])
     assert status == 2
     (line,) = stderr.strip().splitlines()
     assert "'target' holds" in line and "distinct whole numbers" in line
     assert "--task classification or --task regression" in line
     assert not out.exists()
-    status, stdout, stderr = _run_main(
+    status, stdout, stderr = run_main(
         ["train", "--data", data, "--target", -1, "--task", "regression",
          "--epochs", 2, "--out", out, "--no-progress"])
     assert status == 0, stderr
@@ -155,25 +142,25 @@ def test_many_whole_numbers_are_ambiguous_until_task_chooses(tmp_path):
     assert set(_scores(stdout)) == {"R^2", "MAE", "RMSE"}
 
 
-def test_task_classification_overrides_the_guess(tmp_path):
+def test_task_classification_overrides_the_guess(tmp_path, run_main):
     # integer labels 0-3 as floats, and a continuous column to regress on
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(80, 3)), columns=["a", "b", "c"])
     frame["level"] = (frame["a"] > 0).astype(float) + (frame["b"] > 0)
     frame.to_csv(tmp_path / "d.csv", index=False)
     out = tmp_path / "m.joblib"
-    status, stdout, stderr = _run_main(
+    status, stdout, stderr = run_main(
         ["train", "--data", tmp_path / "d.csv", "--target", "level", "--epochs", 2,
          "--out", out, "--no-progress"])
     assert status == 0, stderr
     assert "Classification report" in stdout  # a few values: classes
-    status, stdout, stderr = _run_main(
+    status, stdout, stderr = run_main(
         ["train", "--data", tmp_path / "d.csv", "--target", "level", "--task",
          "regression", "--epochs", 2, "--out", out, "--no-progress"])
     assert status == 0, stderr
     assert "R^2:" in stdout and "Classification report" not in stdout
     assert isinstance(joblib.load(out)[-1], MLPRegressorTorch)
-    status, _, stderr = _run_main(
+    status, _, stderr = run_main(
         ["train", "--data", tmp_path / "d.csv", "--target", "a", "--task",
          "classification", "--out", tmp_path / "c.joblib", "--no-progress"])
     assert status == 2
@@ -187,11 +174,11 @@ def test_task_classification_overrides_the_guess(tmp_path):
     (["--data", "{prices}", "--target", "price", "--model", "cnn"],
      "--model cnn trains a classifier of images"),
 ])
-def test_regression_refusals_are_one_line(argv, message, tmp_path):
+def test_regression_refusals_are_one_line(argv, message, tmp_path, run_main):
     data, _ = _prices(tmp_path, n=40)
     argv = [str(data) if a == "{prices}" else a for a in argv]
     out = tmp_path / "m.joblib"
-    status, _, stderr = _run_main(["train", *argv, "--out", out, "--no-progress"])
+    status, _, stderr = run_main(["train", *argv, "--out", out, "--no-progress"])
     assert status == 2
     (line,) = stderr.strip().splitlines()
     assert message in line
@@ -211,7 +198,7 @@ def test_folding_the_target_scale_predicts_as_the_scaled_fit():
                                reg.net_.module_.linear_layers()[-1].bias.detach())
 
 
-def test_predict_writes_a_column_per_output(tmp_path):
+def test_predict_writes_a_column_per_output(tmp_path, run_main):
     X, y = make_regression(60, 3, n_targets=2, random_state=0)
     frame = pd.DataFrame(X, columns=["a", "b", "c"])
     model = make_pipeline(StandardScaler(), MLPRegressorTorch(
@@ -220,13 +207,13 @@ def test_predict_writes_a_column_per_output(tmp_path):
     joblib.dump(model, tmp_path / "m.joblib")
     frame.iloc[:4].to_csv(tmp_path / "rows.csv", index=False)
     expected = model.predict(frame.iloc[:4])
-    status, stdout, stderr = _run_main(["predict", "--model", tmp_path / "m.joblib",
+    status, stdout, stderr = run_main(["predict", "--model", tmp_path / "m.joblib",
                                         tmp_path / "rows.csv"])
     assert status == 0, stderr
     values = [[float(v) for v in line.split("\t")[1:]]
               for line in stdout.strip().splitlines()]
     np.testing.assert_array_equal(values, expected)
-    status, _, stderr = _run_main(["predict", "--model", tmp_path / "m.joblib",
+    status, _, stderr = run_main(["predict", "--model", tmp_path / "m.joblib",
                                    "--output", tmp_path / "p.csv",
                                    tmp_path / "rows.csv"])
     assert status == 0, stderr
@@ -235,11 +222,11 @@ def test_predict_writes_a_column_per_output(tmp_path):
     np.testing.assert_array_equal(written.to_numpy(), expected)
 
 
-def test_early_stopping_and_plot_for_a_regressor(tmp_path):
+def test_early_stopping_and_plot_for_a_regressor(tmp_path, run_main):
     pytest.importorskip("matplotlib")
     data, _ = _prices(tmp_path, n=120)
     out, plot = tmp_path / "m.joblib", tmp_path / "curves.png"
-    status, stdout, stderr = _run_main(
+    status, stdout, stderr = run_main(
         ["train", "--data", data, "--target", "price", "--epochs", 4,
          "--early-stopping", "--plot", plot, "--out", out, "--no-progress"])
     assert status == 0, stderr
@@ -249,7 +236,7 @@ def test_early_stopping_and_plot_for_a_regressor(tmp_path):
     assert plot.stat().st_size > 1000
 
 
-def test_predict_images_with_a_python_image_regressor(digits_bunch, tmp_path):
+def test_predict_images_with_a_python_image_regressor(digits_bunch, tmp_path, run_main):
     pytest.importorskip("PIL")
     from PIL import Image
 
@@ -264,7 +251,7 @@ def test_predict_images_with_a_python_image_regressor(digits_bunch, tmp_path):
     path = tmp_path / "five.png"
     Image.fromarray(np.round(digits_bunch.images[5] * 255 / 16).astype(
         np.uint8)).save(path)
-    status, stdout, stderr = _run_main(["predict", "--model", tmp_path / "m.joblib",
+    status, stdout, stderr = run_main(["predict", "--model", tmp_path / "m.joblib",
                                         path])
     assert status == 0, stderr
     printed_path, value = stdout.strip().split("\t")

@@ -41,7 +41,7 @@ LAYERS = [
                     "sknn._fused", "sknn.model_selection"]),
     # what a fitted estimator becomes: ONNX graphs, safe files
     ("deployment", ["sknn._onnx", "sknn._onnx_runtime", "sknn._safe_checks",
-                    "sknn._safe"]),
+                    "sknn._safe_classes", "sknn._safe_document", "sknn._safe"]),
     # what users call: the package facade and the command line
     ("interfaces", ["sknn", "sknn.__main__", "sknn.cli"]),
 ]

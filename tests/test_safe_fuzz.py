@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import sknn
-from sknn import CNNClassifier, MLPClassifierTorch
+from sknn import CNNClassifier, MLPClassifierTorch, MLPRegressorTorch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -38,17 +39,23 @@ def data():
 
 @pytest.fixture(scope="module")
 def saved(data, tmp_path_factory):
-    """A small saved Pipeline (scaler, PCA, MLP) and a CNN, as bytes."""
+    """Small saved models, as bytes: a Pipeline (scaler, PCA, MLP), a CNN and
+    a TransformedTargetRegressor (a Pipeline in it, the target log1p'd)."""
     X, y = data
     folder = tmp_path_factory.mktemp("saved")
     pipe = make_pipeline(StandardScaler(), PCA(8), MLPClassifierTorch(
         (6,), max_iter=2, random_state=0, device="cpu")).fit(X, y % 3)
     cnn = CNNClassifier(conv_filters=(2,), dense_layer_sizes=(4,), max_iter=1,
                         random_state=0, device="cpu").fit(X / 16, y % 2)
-    sknn.save(pipe, folder / "pipe.sknn")
-    sknn.save(cnn, folder / "cnn.sknn")
-    return {"pipe": (pipe, (folder / "pipe.sknn").read_bytes()),
-            "cnn": (cnn, (folder / "cnn.sknn").read_bytes())}
+    target = TransformedTargetRegressor(make_pipeline(
+        StandardScaler(), MLPRegressorTorch(hidden_layer_sizes=(4,), max_iter=2,
+                                            random_state=0, device="cpu")),
+        func=np.log1p, inverse_func=np.expm1).fit(X, y)
+    models = {"pipe": pipe, "cnn": cnn, "target": target}
+    for name, model in models.items():
+        sknn.save(model, folder / f"{name}.sknn")
+    return {name: (model, (folder / f"{name}.sknn").read_bytes())
+            for name, model in models.items()}
 
 
 def members(data):
@@ -365,20 +372,28 @@ def json_field(rng, data, text, arrays):
 MUTATIONS = [byte_flip, truncate, splice, member_swap, json_field]
 
 
+def predictions(model, X):
+    """What a loaded model gives: probabilities, or a regressor's numbers."""
+    if hasattr(model, "predict_proba"):
+        return model.predict_proba(X)
+    return model.predict(X)
+
+
 def test_fuzzed_files_load_and_predict_or_raise_safe_format_error(saved, data,
                                                                  tmp_path):
-    """240 seeded mutants. Byte-level mutants cannot fix the checksums: each
+    """300 seeded mutants. Byte-level mutants cannot fix the checksums: each
     is refused, or (a change in a field the format does not read, such as a
     timestamp) loads and predicts exactly as the original. JSON mutants are
     re-signed, so they are other models: each is refused, or loads and
-    predicts (labels among its classes_, probabilities that sum to 1)."""
+    predicts (labels among its classes_, probabilities that sum to 1; a
+    regressor's numbers, a row for a row)."""
     rng = random.Random(20261206)
     X, _ = data
     outcomes = {}
     for kind, (model, original) in saved.items():
         text, arrays = members(original)
-        expected = model.predict_proba(X[:20] / (16 if kind == "cnn" else 1))
-        for i in range(120):
+        expected = predictions(model, X[:20] / (16 if kind == "cnn" else 1))
+        for i in range(120 if kind != "target" else 60):
             mutate = MUTATIONS[i % len(MUTATIONS)]
             mutant = mutate(rng, original, text, arrays)
             path = tmp_path / f"{kind}-{i}.sknn"
@@ -389,21 +404,22 @@ def test_fuzzed_files_load_and_predict_or_raise_safe_format_error(saved, data,
                 outcome = "SafeFormatError"
             else:
                 Xs = X[:20] / (16 if kind == "cnn" else 1)
-                proba = loaded.predict_proba(Xs)
-                labels = loaded.predict(Xs)
-                if mutate is json_field:
-                    assert np.isin(labels, loaded.classes_).all(), mutate
-                    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+                got = predictions(loaded, Xs)
+                if mutate is not json_field:
+                    np.testing.assert_array_equal(got, expected)
+                elif kind == "target":
+                    assert np.shape(got)[0] == 20, mutate
                 else:
-                    np.testing.assert_array_equal(proba, expected)
+                    assert np.isin(loaded.predict(Xs), loaded.classes_).all()
+                    np.testing.assert_allclose(got.sum(axis=1), 1, rtol=1e-5)
                 outcome = "loaded"
             key = (mutate.__name__, outcome)
             outcomes[key] = outcomes.get(key, 0) + 1
     print(sorted(outcomes.items()))
     refused = sum(n for (_, outcome), n in outcomes.items()
                   if outcome == "SafeFormatError")
-    assert sum(outcomes.values()) == 240
-    assert refused >= 150  # most mutants are damage, and refused
+    assert sum(outcomes.values()) == 300
+    assert refused >= 190  # most mutants are damage, and refused
 
 
 def test_files_without_the_tensor_list_load_only_with_stored_arrays(saved, data,

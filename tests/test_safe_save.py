@@ -1,6 +1,7 @@
 """The pickle-free format: round trips that predict identically and keep
 training, loads that run no pickle, and clear refusals of bad files."""
 
+import copy
 import hashlib
 import json
 import os
@@ -13,24 +14,29 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.datasets import load_digits
+from sklearn.base import clone
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.datasets import load_diabetes, load_digits
 from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import (
+    Binarizer,
     FunctionTransformer,
     LabelBinarizer,
     MaxAbsScaler,
     MinMaxScaler,
     Normalizer,
+    QuantileTransformer,
     RobustScaler,
     StandardScaler,
 )
 from skorch.callbacks import EpochScoring
 
 import sknn
-from sknn import CNNClassifier, MLPClassifierTorch
+from sknn import CNNClassifier, MLPClassifierTorch, MLPRegressorTorch
 from sknn._safe import SafeFormatError
 from sknn.preprocessing import PixelScaler
 
@@ -125,7 +131,7 @@ def test_file_is_a_zip_of_json_and_safetensors(pipe, path):
 
 
 def test_every_json_tag_round_trips_its_type():
-    from sknn._safe import _Reader, _Writer
+    from sknn._safe_document import Reader, Writer
 
     value = {
         "tuple": (1, (2.5, "a"), None), "list": [True, False],
@@ -136,9 +142,9 @@ def test_every_json_tag_round_trips_its_type():
         "uint8": np.arange(6, dtype=np.uint8).reshape(2, 3),
         "int-keys": {0: 1.0, 3: 2.0}, "__dunder": 1,
     }
-    writer = _Writer()
+    writer = Writer()
     document = json.loads(json.dumps(writer.encode(value, "v"), allow_nan=False))
-    decoded = _Reader(writer.arrays).decode(document)
+    decoded = Reader(writer.arrays).decode(document)
     assert decoded.keys() == value.keys()
     for key, original in value.items():
         got = decoded[key]
@@ -246,9 +252,9 @@ def test_save_is_atomic(pipe, path):
     model, _, _ = pipe
     sknn.save(model, path)
     before = path.read_bytes()
-    bad = make_pipeline(FunctionTransformer(np.log1p), mlp())
+    bad = make_pipeline(Binarizer(), mlp())
     bad.steps[-1] = ("mlp", model["clf"])
-    with pytest.raises(TypeError, match="FunctionTransformer"):
+    with pytest.raises(TypeError, match="Binarizer"):
         sknn.save(bad, path)
     assert path.read_bytes() == before
     assert os.listdir(path.parent) == [path.name]
@@ -321,8 +327,8 @@ def edit_document(text, edit):
     (lambda t: t.replace('"sklearn.decomposition.PCA"', '"os.system"'),
      "names the class 'os.system', which the safe format does not load"),
     (lambda t: t.replace('"sklearn.decomposition.PCA"',
-                         '"sklearn.preprocessing.FunctionTransformer"'),
-     "FunctionTransformer', which the safe format does not load"),
+                         '"sklearn.preprocessing.Binarizer"'),
+     "Binarizer', which the safe format does not load"),
     (lambda t: t.replace('"with_std": true', '"with_std": true, "func": "eval"'),
      r"StandardScaler has no parameter\(s\) \['func'\]"),
     (lambda t: edit_document(t, lambda doc: doc["model"]["steps"][2][1]["params"][
@@ -409,23 +415,32 @@ def test_every_parameter_of_every_allowed_class_is_classified():
     whether it is plain data or reaches outside the model."""
     import inspect
 
-    from sknn import _safe_checks as checks
-    from sknn._safe import SAFE_CLASSES, _class
+    from sknn import _safe_classes as classes
+    from sknn._safe import SAFE_CLASSES
 
-    assert set(checks.PARAMETERS) == set(SAFE_CLASSES)
+    assert set(classes.PARAMETERS) == set(SAFE_CLASSES)
     for name in SAFE_CLASSES:
-        cls = _class(name)
+        cls = classes.class_of(name)
         assert set(inspect.signature(cls).parameters) == set(
-            checks.PARAMETERS[name]), name
-        for parameter, (kind, why) in checks.PARAMETERS[name].items():
-            assert kind in (checks.DATA, checks.REFUSED, checks.STEPS), parameter
+            classes.PARAMETERS[name]), name
+        for parameter, (kind, why) in classes.PARAMETERS[name].items():
+            assert kind in (classes.DATA, classes.REFUSED, classes.STEPS,
+                            classes.OBJECT, classes.UFUNC), parameter
             assert len(why) > 5, parameter
-    refused = {(name, p) for name, table in checks.PARAMETERS.items()
-               for p, (kind, _) in table.items() if kind == checks.REFUSED}
+    refused = {(name, p) for name, table in classes.PARAMETERS.items()
+               for p, (kind, _) in table.items() if kind == classes.REFUSED}
     assert refused == {("sklearn.pipeline.Pipeline", "memory"),
                        ("sknn.MLPClassifierTorch", "callbacks"),
                        ("sknn.CNNClassifier", "callbacks"),
-                       ("sknn.MLPRegressorTorch", "callbacks")}
+                       ("sknn.MLPRegressorTorch", "callbacks"),
+                       ("sklearn.preprocessing.FunctionTransformer", "kw_args"),
+                       ("sklearn.preprocessing.FunctionTransformer",
+                        "inv_kw_args")}
+    # the only functions a file may name: numpy ufuncs, by a fixed table
+    functions = {(name, p) for name, table in classes.PARAMETERS.items()
+                 for p, (kind, _) in table.items() if kind == classes.UFUNC}
+    assert {p for _, p in functions} == {"func", "inverse_func"}
+    assert all(isinstance(f, np.ufunc) for f in classes.UFUNCS.values())
 
 
 def test_pipeline_memory_is_refused_at_save_and_at_load(pipe, path, tmp_path,
@@ -482,3 +497,223 @@ def test_callbacks_and_rebuilt_state_cannot_come_from_a_file(pipe, path):
         rewrite(path, lambda t, change=change: edit_document(t, change))
         with pytest.raises(SafeFormatError, match=message):
             sknn.load(path)
+
+
+# ------------------------------------------- TransformedTargetRegressor
+@pytest.fixture(scope="module")
+def diabetes():
+    X, y = load_diabetes(return_X_y=True)
+    return X[:150], y[:150]
+
+
+def reg(**params):
+    params = {"hidden_layer_sizes": (8,), "max_iter": 5, "random_state": 0,
+              "device": "cpu", **params}
+    return MLPRegressorTorch(**params)
+
+
+@pytest.fixture(scope="module")
+def target_model(diabetes):
+    X, y = diabetes
+    model = TransformedTargetRegressor(
+        regressor=Pipeline([("scaler", StandardScaler()), ("mlp", reg())]),
+        transformer=StandardScaler())
+    return model.fit(X, y)
+
+
+def test_target_regressor_round_trips_to_the_last_bit(target_model, diabetes,
+                                                      path, monkeypatch):
+    X, y = diabetes
+    sknn.save(target_model, path)
+    loaded = no_code_load(path, monkeypatch)
+    assert type(loaded) is TransformedTargetRegressor
+    np.testing.assert_array_equal(loaded.predict(X), target_model.predict(X))
+    assert repr(loaded.get_params()) == repr(target_model.get_params())
+    assert loaded._training_dim == 1 and loaded.n_features_in_ == 10
+    np.testing.assert_array_equal(loaded.transformer_.scale_,
+                                  target_model.transformer_.scale_)
+    for a, b in zip(loaded.regressor_[-1].coefs_, target_model.regressor_[-1].coefs_):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.regressor_[-1].loss_curve_ == target_model.regressor_[-1].loss_curve_
+    # the regressor and transformer it was given come back unfitted, as fit
+    # left them: a refit of the loaded model is a refit of the saved one
+    with pytest.raises(NotFittedError):
+        loaded.regressor[-1].predict(X)
+    np.testing.assert_array_equal(loaded.fit(X, y).predict(X),
+                                  clone(target_model).fit(X, y).predict(X))
+
+
+@pytest.mark.parametrize("kind", ["no-transformer", "in-a-pipeline", "log1p",
+                                  "function-transformer"])
+def test_target_regressor_shapes_round_trip(diabetes, path, kind):
+    X, y = diabetes
+    if kind == "no-transformer":  # fit wraps the identity in a FunctionTransformer
+        model = TransformedTargetRegressor(regressor=reg())
+    elif kind == "in-a-pipeline":  # and two outputs
+        model = make_pipeline(StandardScaler(), TransformedTargetRegressor(
+            reg(batch_norm=True), transformer=MinMaxScaler()))
+        y = np.c_[y, y / 2]
+    elif kind == "log1p":
+        model = TransformedTargetRegressor(
+            make_pipeline(StandardScaler(), reg()), func=np.log1p,
+            inverse_func=np.expm1)
+    else:
+        model = TransformedTargetRegressor(make_pipeline(StandardScaler(), reg()),
+                                           transformer=FunctionTransformer(
+                                               np.sqrt, np.square))
+    model.fit(X, y)
+    sknn.save(model, path)
+    loaded = sknn.load(path)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert repr(loaded.get_params()) == repr(model.get_params())
+    ttr = loaded[-1] if kind == "in-a-pipeline" else loaded
+    assert type(ttr.transformer_) is type(
+        (model[-1] if kind == "in-a-pipeline" else model).transformer_)
+
+
+def test_functions_outside_the_table_are_refused_at_save(diabetes, path):
+    X, y = diabetes
+    for func, inverse, shown in [
+            (lambda t: t / 100, lambda t: t * 100, "the function <lambda>"),
+            (np.cbrt, np.cbrt, "the ufunc cbrt")]:
+        model = TransformedTargetRegressor(reg(), func=func, inverse_func=inverse,
+                                           check_inverse=False).fit(X, y)
+        with pytest.raises(ValueError, match=(
+                rf"TransformedTargetRegressor's 'func' is {shown}.*numpy's log, "
+                r"exp, log1p, expm1, sqrt, square.*transformer=StandardScaler\(\)")):
+            sknn.save(model, path)
+    transformer = make_pipeline(FunctionTransformer(np.sin), StandardScaler(),
+                                reg()).fit(X, y)
+    with pytest.raises(ValueError, match="FunctionTransformer's 'func' is the "
+                                         "ufunc sin"):
+        sknn.save(transformer, path)
+    keywords = make_pipeline(FunctionTransformer(np.log1p, kw_args={}),
+                             reg()).fit(X, y)
+    with pytest.raises(ValueError, match=r"'kw_args' must be None.*out="):
+        sknn.save(keywords, path)
+    assert not path.exists()
+
+
+def test_target_regressors_the_format_does_not_hold_are_refused_at_save(
+        diabetes, raw_digits, path):
+    X, y = diabetes
+    linear = TransformedTargetRegressor(LinearRegression()).fit(X, y)
+    with pytest.raises(TypeError, match=r"regressor is an MLPRegressorTorch or a "
+                                        r"Pipeline ending in one; model/regressor_ "
+                                        r"is a LinearRegression\."):
+        sknn.save(linear, path)
+    Xd, yd = raw_digits
+    classifier = TransformedTargetRegressor(make_pipeline(StandardScaler(), mlp()))
+    with pytest.raises(TypeError, match="is a Pipeline ending in a "
+                                        "MLPClassifierTorch"):
+        sknn.save(classifier.fit(Xd, yd), path)
+    quantiles = TransformedTargetRegressor(
+        reg(), transformer=QuantileTransformer(n_quantiles=10)).fit(X, y)
+    with pytest.raises(TypeError, match="transformer is None or one of .*; "
+                                        "model/transformer_ is a QuantileTransformer"):
+        sknn.save(quantiles, path)
+    nested = TransformedTargetRegressor(make_pipeline(
+        make_pipeline(StandardScaler()), reg())).fit(X, y)
+    with pytest.raises(TypeError, match="nested in another"):
+        sknn.save(nested, path)
+    # a Pipeline that could not be fitted so, its steps fitted one by one
+    middle = Pipeline([("ttr", TransformedTargetRegressor(reg()).fit(X, y)),
+                       ("reg", reg().fit(X, y))])
+    with pytest.raises(TypeError, match="as the whole model or as a Pipeline's "
+                                        "last step, not at model/steps/0"):
+        sknn.save(middle, path)
+    assert not path.exists()
+
+
+def _ttr(doc):
+    return doc["model"]
+
+
+def _swap_class(node, name, params):
+    node["__object__"], node["params"] = name, params
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda doc: _ttr(doc).__setitem__("regressor_", _ttr(doc)["transformer_"]),
+     r"regressor is StandardScaler\(\), not an MLPRegressorTorch or a Pipeline "
+     "ending in one"),
+    (lambda doc: _ttr(doc)["regressor_"]["steps"][1][1].__setitem__(
+        "__object__", "sklearn.linear_model.LinearRegression"),
+     "names the class 'sklearn.linear_model.LinearRegression', which the safe "
+     "format does not load"),
+    (lambda doc: _swap_class(_ttr(doc)["regressor"]["steps"][1][1],
+                             "sknn.MLPClassifierTorch", {}),
+     "not an MLPRegressorTorch or a Pipeline ending in one"),
+    (lambda doc: _ttr(doc).__setitem__("regressor_", copy.deepcopy(_ttr(doc))),
+     "nests a sklearn.compose.TransformedTargetRegressor where the format holds "
+     "none"),
+    (lambda doc: _ttr(doc)["regressor_"]["steps"][0].__setitem__(
+        1, copy.deepcopy(_ttr(doc)["regressor_"])),
+     "nests a sklearn.pipeline.Pipeline where the format holds none"),
+    (lambda doc: doc.__setitem__("model", {
+        "__object__": "sklearn.pipeline.Pipeline",
+        "params": {"memory": None, "transform_input": None, "verbose": False},
+        "steps": [["ttr", _ttr(doc)], ["scaler", _ttr(doc)["transformer_"]]]}),
+     "nests a sklearn.compose.TransformedTargetRegressor"),
+    (lambda doc: _ttr(doc)["params"].__setitem__("regressor", None),
+     "regressor is not among its parameters but in an entry of its own"),
+    (lambda doc: _ttr(doc)["attributes"].__setitem__("_training_dim", 3),
+     "its target has 3 dimensions"),
+    (lambda doc: _ttr(doc)["attributes"].__setitem__("regressor_", 1),
+     "TransformedTargetRegressor cannot have an attribute 'regressor_'"),
+    (lambda doc: _ttr(doc)["transformer"].__setitem__("attributes", {}),
+     "given as a parameter holds more than its class and parameters"),
+    (lambda doc: _ttr(doc)["transformer_"].__setitem__(
+        "__object__", "sknn.TargetEncoder"),
+     "transformer is 'sknn.TargetEncoder', not one of FunctionTransformer, "
+     "MaxAbsScaler"),
+    (lambda doc: _swap_class(_ttr(doc)["transformer_"],
+                             "sklearn.preprocessing.MaxAbsScaler",
+                             {"copy": True, "clip": False}),
+     "its transformer_ is not what its transformer or func and inverse_func "
+     "make"),
+], ids=["regressor-is-a-scaler", "regressor-of-another-class",
+        "classifier-as-regressor", "target-regressor-in-itself",
+        "pipeline-in-its-pipeline", "target-regressor-not-last",
+        "regressor-among-parameters", "three-dimensional-target",
+        "attribute-in-place-of-regressor_", "fitted-template",
+        "label-encoder-as-transformer", "transformer_-of-another-class"])
+def test_tampered_target_regressor_is_refused(target_model, path, edit, message):
+    sknn.save(target_model, path)
+    rewrite(path, lambda t: edit_document(t, edit))
+    with pytest.raises(SafeFormatError, match=message):
+        sknn.load(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda doc: _ttr(doc)["params"].__setitem__("func", "eval"),
+     "TransformedTargetRegressor's 'func' names 'eval', not one of the functions "
+     "a file may name"),
+    (lambda doc: _ttr(doc)["params"].__setitem__("inverse_func", "numpy.exp"),
+     "'inverse_func' names 'numpy.exp'"),
+    (lambda doc: _ttr(doc)["transformer_"]["params"].__setitem__("func", "exec"),
+     "FunctionTransformer's 'func' names 'exec'"),
+    (lambda doc: _ttr(doc)["transformer_"]["params"].__setitem__(
+        "func", {"__tuple__": ["os", "system"]}),
+     "FunctionTransformer's 'func' names \\('os', 'system'\\)"),
+    (lambda doc: _ttr(doc)["transformer_"]["params"].__setitem__("func", "log"),
+     "its transformer_ is not what its transformer or func and inverse_func "
+     "make"),
+    (lambda doc: _ttr(doc)["transformer_"]["params"].__setitem__(
+        "inv_kw_args", {"dtype": "float32"}),
+     "'inv_kw_args' must be None in an sknn safe file"),
+], ids=["eval", "dotted-name", "exec-in-transformer_", "tuple-name",
+        "transformer_-with-another-function", "keyword-arguments"])
+def test_a_file_names_no_function_outside_the_table(diabetes, path, edit,
+                                                    message):
+    X, y = diabetes
+    model = TransformedTargetRegressor(reg(), func=np.log1p,
+                                       inverse_func=np.expm1).fit(X, y)
+    sknn.save(model, path)
+    with zipfile.ZipFile(path) as archive:
+        document = json.loads(archive.read("sknn.json"))
+    assert _ttr(document)["params"]["func"] == "log1p"
+    assert _ttr(document)["transformer_"]["params"]["inverse_func"] == "expm1"
+    rewrite(path, lambda t: edit_document(t, edit))
+    with pytest.raises(SafeFormatError, match=message):
+        sknn.load(path)
