@@ -30,7 +30,12 @@ from skorch.dataset import unpack_data
 from skorch.history import History
 from skorch.utils import TeeGenerator
 
-from sknn._losses import HalfPoissonDeviance, HalfSquaredError, identity
+from sknn._losses import (
+    HalfPoissonDeviance,
+    HalfSquaredError,
+    identity,
+    unweighted_mean,
+)
 from sknn._modules import l2_weights
 from sknn._targets import REGRESSION_KINDS
 
@@ -184,14 +189,15 @@ class SknnNetMixin:
     def get_loss(self, y_pred, y_true, X=None, training=False):
         # scikit-learn's loss: the (sample-weighted) mean of per-sample losses,
         # summed over the outputs of a sigmoid per label
-        per_sample = self.criterion_(y_pred, y_true)
-        if per_sample.dim() > 1:
-            per_sample = per_sample.sum(dim=1)
         weight = X.get("sample_weight") if isinstance(X, Mapping) else None
-        if weight is None:
-            loss = per_sample.mean()
-        else:
-            loss = (per_sample * weight).sum() / weight.sum()
+        loss = None if weight is not None else unweighted_mean(
+            self.criterion_, y_pred, y_true)
+        if loss is None:
+            per_sample = self.criterion_(y_pred, y_true)
+            if per_sample.dim() > 1:
+                per_sample = per_sample.sum(dim=1)
+            loss = (per_sample.mean() if weight is None
+                    else (per_sample * weight).sum() / weight.sum())
         if training and self.penalty_in_loss:
             loss = loss + 0.5 * self.penalty_in_loss * _squared_norm(
                 l2_weights(self.module_))

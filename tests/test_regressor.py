@@ -320,3 +320,26 @@ def test_bad_targets_give_sklearn_errors(small):
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="Unknown label type|continuous"):
             MLPClassifierTorch(device="cpu").fit(X, y[:, 0])
+
+
+def test_unweighted_one_output_loss_is_the_per_sample_mean_to_the_bit():
+    # sknn._losses.unweighted_mean, the short loss of an unweighted
+    # one-output fit, is the per-sample losses' mean: value and gradient
+    import torch
+
+    from sknn._losses import HalfSquaredError, unweighted_mean
+
+    gen = torch.Generator().manual_seed(0)
+    criterion = HalfSquaredError()
+    for n in (1, 7, 200, 443, 2999):
+        y = 10 * torch.randn(n, 1, generator=gen)
+        y_pred = (3 * torch.randn(n, 1, generator=gen)).requires_grad_()
+        short = unweighted_mean(criterion, y_pred, y)
+        long = criterion(y_pred, y).mean()
+        assert short.item() == long.item()
+        (g_short,) = torch.autograd.grad(short, y_pred)
+        (g_long,) = torch.autograd.grad(long, y_pred)
+        assert torch.equal(g_short, g_long)
+    # several outputs: the per-sample path
+    y = torch.randn(5, 2, generator=gen)
+    assert unweighted_mean(criterion, y.clone(), y) is None
