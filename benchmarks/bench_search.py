@@ -1,26 +1,32 @@
 """Wall time of the fused architecture search against scikit-learn's, in one run.
 
     python benchmarks/bench_search.py --mnist PATH    # MNIST IDX folder or mnist.npz
-    python benchmarks/bench_search.py --rounds 1      # a smoke run, digits only
+    python benchmarks/bench_search.py --rounds 1      # a smoke run: digits, diabetes
+    python benchmarks/bench_search.py --only diabetes # the regressor alone
 
 The search: ``Pipeline(StandardScaler, MLPClassifierTorch(max_iter=30))`` over
 ``hidden_layer_sizes`` in {(32,), (64,), (128,), (256,), (128, 64), (256, 128)}
 x ``alpha`` in {1e-4, 1e-2}, cv=3 (36 fits and the refit), on sklearn's digits
 (1,797 x 64) and on 4,000 MNIST rows (x 784; ``--mnist`` names a folder or
 ``mnist.npz`` that ``sknn.datasets.load_mnist`` reads; without it that part is
-skipped). The systems, all with the same ``n_jobs``:
+skipped); and the same grid over ``Pipeline(StandardScaler,
+MLPRegressorTorch(max_iter=30))`` on sklearn's diabetes data (442 x 10, the
+target standardized once, before the search; scored by R^2). The systems, all
+with the same ``n_jobs``:
 
 - ``fused``: ``sknn.model_selection.GridSearchCV`` over the sknn Pipeline;
 - ``sklearn/sknn``: ``sklearn.model_selection.GridSearchCV`` over the same
   Pipeline (one fit after another);
 - ``sklearn/MLP``: ``sklearn.model_selection.GridSearchCV`` over
-  ``Pipeline(StandardScaler, sklearn.neural_network.MLPClassifier)``;
+  ``Pipeline(StandardScaler, sklearn.neural_network.MLPClassifier)`` (or
+  ``MLPRegressor`` for the diabetes data);
 - ``sklearn/MLP blas1``: the same with numpy's BLAS held to one thread
   (``threadpoolctl``), its faster setting on a loaded 2-core machine (sknn
   chooses its thread count itself).
 
-Each system first runs once on the first data set (warm-up: imports, first
-optimizer, joblib workers; not in the table). Then rounds run the systems in a
+Each system first runs once on the first data set of its kind, classifier or
+regressor (warm-up: imports, first optimizer, joblib workers; not in the
+table). Then rounds run the systems in a
 rotated order, so slow spells of a shared machine hit each of them. The table gives the
 median and the range of each system and the median of the per-round ratios
 fused / other. The load average is printed before and after: on a shared
@@ -39,12 +45,12 @@ os.environ.setdefault("PYTHONWARNINGS", "ignore")
 
 import numpy as np  # noqa: E402
 from sklearn import model_selection as sk  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.neural_network import MLPClassifier  # noqa: E402
+from sklearn.datasets import load_diabetes, load_digits  # noqa: E402
+from sklearn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from sknn import MLPClassifierTorch  # noqa: E402
+from sknn import MLPClassifierTorch, MLPRegressorTorch  # noqa: E402
 from sknn import model_selection as fused  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -58,9 +64,15 @@ def _pipe(mlp):
     return Pipeline([("scale", StandardScaler()), ("mlp", mlp)])
 
 
-def systems(device):
-    sknn_pipe = _pipe(MLPClassifierTorch(max_iter=30, random_state=0, device=device))
-    sk_pipe = _pipe(MLPClassifier(max_iter=30, random_state=0))
+#: the networks of each kind of data: sknn's, scikit-learn's
+NETWORKS = {"classifier": (MLPClassifierTorch, MLPClassifier),
+            "regressor": (MLPRegressorTorch, MLPRegressor)}
+
+
+def systems(device, kind="classifier"):
+    ours, theirs = NETWORKS[kind]
+    sknn_pipe = _pipe(ours(max_iter=30, random_state=0, device=device))
+    sk_pipe = _pipe(theirs(max_iter=30, random_state=0))
     return {
         "fused": lambda n_jobs: fused.GridSearchCV(sknn_pipe, GRID, cv=3,
                                                    n_jobs=n_jobs),
@@ -87,8 +99,11 @@ class _Blas1:
 
 
 def datasets(mnist):
+    """(name, kind, X, y) of each data set."""
     X, y = load_digits(return_X_y=True)
-    yield "digits", X.astype(np.float32), y
+    yield "digits", "classifier", X.astype(np.float32), y
+    X, y = load_diabetes(return_X_y=True)
+    yield "diabetes", "regressor", X.astype(np.float32), (y - y.mean()) / y.std()
     if mnist is None:
         return
     if not os.path.exists(mnist):
@@ -99,7 +114,7 @@ def datasets(mnist):
     (X_train, y_train), (X_test, y_test) = load_mnist(mnist)
     X = np.concatenate([X_train, X_test]).reshape(-1, 784).astype(np.float32)
     y = np.concatenate([y_train, y_test])
-    yield "MNIST 4k", X[:4000], y[:4000]
+    yield "MNIST 4k", "classifier", X[:4000], y[:4000]
 
 
 def load():
@@ -113,23 +128,25 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--only", default=None, help="'digits' or 'MNIST 4k'")
+    parser.add_argument("--only", default=None,
+                        help="'digits', 'diabetes' or 'MNIST 4k'")
     parser.add_argument("--skip", action="append", default=[],
                         help="leave out a system (repeatable)")
     args = parser.parse_args(argv)
     print(f"load average before: {load()}  (cores: {os.cpu_count()})")
     rows = []
-    warm = False
-    for name, X, y in datasets(args.mnist):
+    warm = set()
+    for name, kind, X, y in datasets(args.mnist):
         if args.only and args.only != name:
             continue
-        runs = {k: v for k, v in systems(args.device).items() if k not in args.skip}
+        runs = {k: v for k, v in systems(args.device, kind).items()
+                if k not in args.skip}
         times = {s: [] for s in runs}
         scores = {}
-        if not warm:  # the first data set warms every system up
+        if kind not in warm:  # the first data set of a kind warms its systems up
             for make in runs.values():
                 make(args.n_jobs).fit(X, y)
-            warm = True
+            warm.add(kind)
         for r in range(args.rounds):
             order = list(runs)[r % len(runs):] + list(runs)[:r % len(runs)]
             for s in order:

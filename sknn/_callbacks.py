@@ -62,9 +62,10 @@ class NoImprovementStopping(Callback):
     ----------
     best_ : float
         The best score so far (scikit-learn's ``best_loss_`` or
-        ``best_validation_score_``).
+        ``best_validation_score_``); never NaN.
     no_improvement_count_ : int
-        scikit-learn's ``_no_improvement_count``.
+        scikit-learn's ``_no_improvement_count``: an epoch whose score is NaN
+        restarts it, as in scikit-learn (its comparisons are False).
     stop_reason_ : str or None
         Why this callback ended the last fit, or None if it did not.
     """
@@ -91,14 +92,17 @@ class NoImprovementStopping(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         score = net.history[-1, self.monitor]
+        # scikit-learn's comparisons (``_update_no_improvement_count``), also
+        # for a NaN score: it compares False both ways, so it restarts the
+        # count and is never the best
         if self._higher_is_better:
-            improved_enough = score >= self.best_ + self.tol
+            no_improvement = score < self.best_ + self.tol
             is_best = score > self.best_
         else:
-            improved_enough = score <= self.best_ - self.tol
+            no_improvement = score > self.best_ - self.tol
             is_best = score < self.best_
-        self.no_improvement_count_ = 0 if improved_enough else (
-            self.no_improvement_count_ + 1)
+        self.no_improvement_count_ = (self.no_improvement_count_ + 1
+                                      if no_improvement else 0)
         if is_best:
             self.best_ = float(score)
         if self.no_improvement_count_ <= self.n_iter_no_change:
@@ -144,7 +148,13 @@ class RestoreBestWeights(Callback):
     best validation score: copy them whenever ``<monitor>_best`` (skorch's
     flag of the scorer, ``valid_acc_best`` for a classifier, ``valid_r2_best``
     for a regressor) is set and put them back when training ends (before any
-    user callback saves the final weights)."""
+    user callback saves the final weights).
+
+    As scikit-learn's ``_best_coefs``, the copy starts as the weights training
+    starts from: when no epoch's score beats the best so far (every score
+    NaN, a diverging fit), training ends with them, not with the last epoch's
+    (NaN) weights.
+    """
 
     def __init__(self, monitor="valid_acc"):
         self.monitor = monitor
@@ -152,6 +162,10 @@ class RestoreBestWeights(Callback):
     def initialize(self):
         self.best_state_ = None
         return self
+
+    def on_train_begin(self, net, **kwargs):
+        self.best_state_ = {k: v.detach().clone()
+                            for k, v in net.module_.state_dict().items()}
 
     def on_epoch_end(self, net, **kwargs):
         if net.history[-1].get(f"{self.monitor}_best"):

@@ -23,6 +23,18 @@ def history_record(row):
     return record
 
 
+def running_best(values, higher):
+    """scikit-learn's ``best_validation_score_`` (``higher``) or ``best_loss_``:
+    from -inf (inf), replaced by each value strictly better. A NaN never is,
+    so the best is that of the finite values (Python's ``max`` would return a
+    leading NaN)."""
+    best = -np.inf if higher else np.inf
+    for value in values:
+        if (value > best) if higher else (value < best):
+            best = value
+    return best
+
+
 def fitted_attributes(net, config, interrupted):
     """scikit-learn's fitted attributes from the net and its history, and the
     warnings that end the fit, as scikit-learn's.
@@ -55,11 +67,11 @@ def fitted_attributes(net, config, interrupted):
         key = c.score_key
         scores = [float(row[key]) for row in history if key in row]
         attributes.update(best_loss_=None, validation_scores_=scores,
-                          best_validation_score_=max(scores, default=-np.inf))
+                          best_validation_score_=running_best(scores, higher=True))
     else:
         attributes.update(
             best_loss_=(stopping.best_ if stopping is not None
-                        else min(loss_curve, default=np.inf)),
+                        else running_best(loss_curve, higher=False)),
             validation_scores_=None, best_validation_score_=None)
 
     check_finite_weights(net.module_.parameters())
@@ -86,4 +98,4 @@ def fitted_attributes(net, config, interrupted):
     return attributes, warnings
 
 
-__all__ = ["fitted_attributes"]
+__all__ = ["fitted_attributes", "running_best"]

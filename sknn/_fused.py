@@ -21,13 +21,16 @@ each, the fitted estimator its single fit makes:
   weights), optimizer steps, learning-rate schedules and stopping rules
   (``tol``, ``n_iter_no_change``, ``max_iter``, early stopping on its own
   validation split, stratified for a classifier, on its accuracy or R^2, with
-  the best weights restored);
+  the best weights restored; a NaN score or loss compared as scikit-learn
+  compares it; a fit whose loss and weights are not finite ends there, as
+  ``NonFiniteStop`` ends it);
 - the same fitted attributes (``loss_curve_``, ``n_iter_``, ``best_loss_``,
   ``validation_scores_``, ``history_``, ``coefs_``...).
 
 A network that has stopped leaves the stack at the end of its epoch.
 """
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -169,7 +172,9 @@ class _Fit:
         self.best = -np.inf if est.early_stopping else np.inf
         self.best_score = -np.inf  # skorch's scorer's best_score_
         self.count = 0
-        self.best_state = None
+        # scikit-learn's _best_coefs start as the initial weights
+        self.best_state = [(w.detach().cpu().clone(), b.detach().cpu().clone())
+                           for w, b in self.init_layers] if est.early_stopping else None
         self.stop_reason = None
         self.t = 0
         self.rows_history = []
@@ -476,11 +481,12 @@ def _end_of_epoch(f, m, record, model, opt):
         f.lr = est.learning_rate_init / pow(f.t + 1, est.power_t)
         opt.set_lr(m, f.lr)
     score = record[key] if est.early_stopping else record["train_loss"]
+    # scikit-learn's comparisons: a NaN restarts the count, is never the best
     if est.early_stopping:
-        improved_enough, is_best = score >= f.best + est.tol, score > f.best
+        no_improvement, is_best = score < f.best + est.tol, score > f.best
     else:
-        improved_enough, is_best = score <= f.best - est.tol, score < f.best
-    f.count = 0 if improved_enough else f.count + 1
+        no_improvement, is_best = score > f.best - est.tol, score < f.best
+    f.count = f.count + 1 if no_improvement else 0
     if is_best:
         f.best = float(score)
     if f.count > est.n_iter_no_change:
@@ -495,7 +501,12 @@ def _end_of_epoch(f, m, record, model, opt):
         else:
             f.stop_reason = reason + (" Learning rate too small." if adaptive else "")
             return True
-    return len(f.rows_history) >= est.max_iter
+    if len(f.rows_history) >= est.max_iter:
+        return True
+    # sknn's NonFiniteStop: a loss and weights that are not finite end the fit
+    # (NaN weights stay NaN)
+    return not math.isfinite(record["train_loss"]) and not all(
+        bool(torch.isfinite(p[m]).all()) for p in model.params)
 
 
 # ---------------------------------------------------------- fitted models
@@ -507,8 +518,7 @@ def _fitted(f, device):
     from sknn._training import optimizer_policy
 
     est = f.member.est
-    state = f.best_state if (est.early_stopping and f.best_state is not None) \
-        else f.final_state
+    state = f.best_state if est.early_stopping else f.final_state
     module_state = {}
     names = [name for name, layer in f.module.named_children()
              if isinstance(layer, torch.nn.Linear)]

@@ -11,19 +11,26 @@ fit it would be alone; the rest are fitted one by one, as scikit-learn does.
 How a search runs
 -----------------
 1. *Plan* (for each call of scikit-learn's ``evaluate_candidates``): the
-   Pipeline's steps before the network are fitted once per fold and per
-   setting of their own parameters; each (candidate, fold) network is checked
-   and grouped by what must be shared to stack (estimator class, solver,
-   activation, layer sizes, input width, outputs, device, batch size). Stacks
-   above a memory budget are split.
+   search's fit parameters are sliced for each fold as scikit-learn's
+   ``_fit_and_score`` slices them; the Pipeline's steps before the network
+   are fitted once per fold and per setting of their own parameters, by the
+   Pipeline's own ``fit`` with a stand-in for the network that records its X
+   and the fit parameters routed to it (``mlp__sample_weight``, or metadata
+   routing); each (candidate, fold) network is checked, with its
+   ``sample_weight``, and grouped by what must be shared to stack (estimator
+   class, solver, activation, layer sizes, input width, outputs, device,
+   batch size). Stacks above a memory budget are split.
 2. *Train*: the stacks and the fits that cannot stack run over ``n_jobs``
    joblib workers (stacks on a GPU run one after another in this process).
 3. *Score*: scikit-learn's own ``evaluate_candidates`` and ``_fit_and_score``
    score every (candidate, fold) through a stand-in estimator whose ``fit``
    hands over the model trained in step 2 (or re-raises its error), so that
    ``scoring``, ``error_score``, ``return_train_score``, ``refit`` and every
-   ``cv_results_`` key are scikit-learn's. ``fit_time`` is the fit's share of
-   its stack's time. The refit on the whole data is an ordinary fit.
+   ``cv_results_`` key are scikit-learn's (scikit-learn passes the test
+   folds' ``sample_weight`` to a scorer that takes it: the stand-in's
+   ``score`` is the estimator's own, with its signature). ``fit_time`` is the
+   fit's share of its stack's time. The refit on the whole data is an
+   ordinary fit.
 """
 
 import time
@@ -38,7 +45,6 @@ from sklearn import model_selection as _sk
 from sklearn.base import BaseEstimator, clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import get_tags, indexable
-from sklearn.utils.metaestimators import available_if
 
 from sknn._compat import (
     _check_method_params,
@@ -74,10 +80,6 @@ class _Store:
     def __getstate__(self):
         # another process gets an empty store, and fits there
         return dict(_Store().__dict__)
-
-
-def _has(name):
-    return lambda self: hasattr(self._inner(), name)
 
 
 class _Prefitted(BaseEstimator):
@@ -142,11 +144,13 @@ class _Prefitted(BaseEstimator):
 
 
 def _forward(name):
-    def method(self, *args, **kwargs):
-        return getattr(self._inner(), name)(*args, **kwargs)
+    # the fitted (or searched) estimator's own bound method: absent where it
+    # has none, and with its signature, which scikit-learn reads (a
+    # ``score`` that takes ``sample_weight`` is given the test folds' weights)
+    def method(self):
+        return getattr(self._inner(), name)
 
-    method.__name__ = method.__qualname__ = name
-    return available_if(_has(name))(method)
+    return property(method, doc=f"The fitted estimator's ``{name}``.")
 
 
 for _name in _PREDICT_METHODS:
@@ -194,7 +198,38 @@ class _Plan:
         self.reasons = defaultdict(int)
 
 
-def _plan(base, candidates, X, y, splits, keys):
+class _NetworkInput(BaseEstimator):
+    """Takes the network's place in a Pipeline to fit the steps before it:
+    the Pipeline's own ``fit`` hands it what it would hand the network (the
+    transformed X, and the fit parameters routed to the network's ``fit``,
+    with or without metadata routing)."""
+
+    def __init__(self, net):
+        self.net = net
+
+    def fit(self, X, y=None, **params):
+        self.X_, self.params_ = X, params
+        return self
+
+    def get_metadata_routing(self):
+        from sklearn.utils.metadata_routing import get_routing_for_object
+
+        return get_routing_for_object(self.net)
+
+
+def _network_input(est, net, X_train, y_train, params):
+    """(fitted steps before the network, its X, its fit parameters) of
+    Pipeline ``est`` fitted as scikit-learn fits it with ``params``."""
+    pipe = clone(est)
+    recorder = _NetworkInput(net)
+    pipe.steps = [*pipe.steps[:-1], (pipe.steps[-1][0], recorder)]
+    pipe.fit(X_train, y_train, **params)
+    return pipe.steps[:-1], recorder.X_, recorder.params_
+
+
+def _plan(base, candidates, X, y, splits, keys, fold_params):
+    from sklearn.utils.metadata_routing import get_routing_for_object
+
     from sknn._fused import fusion_key, prepare
 
     plan = _Plan()
@@ -213,23 +248,31 @@ def _plan(base, candidates, X, y, splits, keys):
                 continue
             prefix, net = parts
             X_train, y_train = _safe_split(est, X, y, train)
-            Xt = X_train
-            if prefix is not None:
-                pkey = (fold, joblib_hash(clone(prefix)))
-                if pkey not in prefixes:
+            Xt, net_params, block = X_train, fold_params[fold], (fold,)
+            if isinstance(est, Pipeline):
+                # the steps before the network, fitted once per fold, setting
+                # of their own parameters and the network's metadata requests
+                block = (fold, joblib_hash(clone(prefix) if prefix is not None
+                                           else None),
+                         str(get_routing_for_object(net)))
+                if block not in prefixes:
                     try:
-                        fitted = clone(prefix)
-                        Xt = fitted.fit_transform(X_train, y_train)
-                        prefixes[pkey] = (fitted, Xt)
+                        prefixes[block] = _network_input(
+                            est, net, X_train, y_train, fold_params[fold])
                     except Exception:  # noqa: BLE001 - the single fit raises it
-                        prefixes[pkey] = None
-                if prefixes[pkey] is None:
+                        prefixes[block] = None
+                if prefixes[block] is None:
                     plan.reasons["its Pipeline steps failed to fit"] += 1
                     plan.singles.append((fit_id, est))
                     continue
-                fitted_prefix, Xt = prefixes[pkey]
+                prefix_steps, Xt, net_params = prefixes[block]
+            if set(net_params) - {"sample_weight"}:
+                plan.reasons["fit parameters other than sample_weight"] += 1
+                plan.singles.append((fit_id, est))
+                continue
             try:
-                member = prepare(clone(net), Xt, y_train)
+                member = prepare(clone(net), Xt, y_train,
+                                 net_params.get("sample_weight"))
             except Exception:  # noqa: BLE001 - the single fit raises it
                 plan.reasons["invalid parameters or data"] += 1
                 plan.singles.append((fit_id, est))
@@ -241,13 +284,11 @@ def _plan(base, candidates, X, y, splits, keys):
                 plan.singles.append((fit_id, est))
                 continue
             # the networks of a fold (and prefix setting) read one copy of X
-            block = pkey if prefix is not None else (fold,)
             if block in blocks and blocks[block].shape == member.X.shape:
                 member.X = blocks[block]
             blocks[block] = member.X
             if isinstance(est, Pipeline):
-                plan.assemble[fit_id] = (
-                    est, fitted_prefix.steps if prefix is not None else [])
+                plan.assemble[fit_id] = (est, prefix_steps)
             plan.stacks[key].append((fit_id, member))
     return plan
 
@@ -302,11 +343,11 @@ def _safe_train_stack(members, device):
         return exc
 
 
-def _fit_single(est, X, y, train):
+def _fit_single(est, X, y, train, params):
     start = time.perf_counter()
     X_train, y_train = _safe_split(est, X, y, train)
     try:
-        outcome = est.fit(X_train, y_train)
+        outcome = est.fit(X_train, y_train, **params)
     except Exception as exc:  # noqa: BLE001 - scored as error_score
         outcome = exc
     return outcome, time.perf_counter() - start
@@ -355,8 +396,7 @@ class _FusedSearch:
 
     def fit(self, X, y=None, **params):
         estimator = self.estimator
-        if _network_step(estimator) is None or set(params) - {"groups"}:
-            # nothing can stack, or fit parameters go to each fit
+        if _network_step(estimator) is None:  # nothing can stack
             return super().fit(X, y, **params)
         n_jobs, store = self.n_jobs, _Store()
         self._fused = {"X": X, "y": y, "params": params, "n_jobs": n_jobs,
@@ -370,6 +410,13 @@ class _FusedSearch:
         if hasattr(self, "best_estimator_"):
             self.best_estimator_ = self.best_estimator_.fitted_
         return self
+
+    def _get_routed_params_for_fit(self, params):
+        # scikit-learn's fit calls it once: the fit parameters its fits take
+        routed = super()._get_routed_params_for_fit(params)
+        if hasattr(self, "_fused"):
+            self._fused["routed"] = routed
+        return routed
 
     def _run_search(self, evaluate_candidates, *, callback_ctx=None):
         def evaluate(candidate_params, cv=None, more_results=None, **kw):
@@ -389,13 +436,16 @@ class _FusedSearch:
         state = self._fused
         store = state["store"]
         X, y = indexable(state["X"], state["y"])
-        params = _check_method_params(X, params=state["params"])
-        routed = self._get_routed_params_for_fit(params)
+        routed = state["routed"]
         cv = cv or self._checked_cv_orig
         splits = list(cv.split(X, y, **routed.splitter.split))
         keys = [_candidate_key(p) for p in candidates]
         base = self.estimator.estimator
-        plan = _plan(base, candidates, X, y, splits, keys)
+        # each fit's parameters (sample_weight...) as scikit-learn's
+        # _fit_and_score slices them for the fold
+        fold_params = [_check_method_params(X, params=routed.estimator.fit,
+                                            indices=train) for train, _ in splits]
+        plan = _plan(base, candidates, X, y, splits, keys, fold_params)
         n_workers = effective_n_jobs(state["n_jobs"])
         stacks = _split_stacks(plan, n_workers)
         if self.verbose > 0:
@@ -405,7 +455,8 @@ class _FusedSearch:
                      key=_cost, reverse=True)
         gpu = [s for s in stacks if str(s[0][1].est.device_) != "cpu"]
         tasks = [delayed(_safe_train_stack)([m for _, m in s], "cpu") for s in cpu]
-        tasks += [delayed(_fit_single)(clone(est), X, y, splits[fold][0])
+        tasks += [delayed(_fit_single)(clone(est), X, y, splits[fold][0],
+                                       fold_params[fold])
                   for (_, fold), est in plan.singles]
         outputs = Parallel(n_jobs=state["n_jobs"], pre_dispatch=self.pre_dispatch)(
             tasks) if tasks else []
