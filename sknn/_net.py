@@ -509,7 +509,13 @@ class _LastStepAccumulator:
 
 
 def _squared_norm(weights):
-    return sum(w.pow(2).sum() for w in weights)
+    # sum(...) would start from 0: one tensor op more, the same value
+    if not weights:
+        return torch.zeros(())
+    total = weights[0].pow(2).sum()
+    for w in weights[1:]:
+        total = total + w.pow(2).sum()
+    return total
 
 
 # ------------------------------------------------------------------ pickling
