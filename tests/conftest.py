@@ -1,5 +1,6 @@
 """Shared fixtures: a seed for every test, tiny data sets, the MNIST folder, the
-command line run in this process, the ``gpu`` marker."""
+command line run in this process, the fused search's fit counts, the ``gpu``
+marker."""
 
 import io
 import sys
@@ -69,6 +70,27 @@ def run_main():
         return status, stdout.getvalue(), stderr.getvalue()
 
     return run
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """How many fits sknn's fused search trained stacked and one by one."""
+    from sknn import model_selection
+
+    counts = {"stacked": 0, "single": 0}
+    train, single = model_selection._train_stack, model_selection._fit_single
+
+    def count_train(members, device):
+        counts["stacked"] += len(members)
+        return train(members, device)
+
+    def count_single(*args):
+        counts["single"] += 1
+        return single(*args)
+
+    monkeypatch.setattr(model_selection, "_train_stack", count_train)
+    monkeypatch.setattr(model_selection, "_fit_single", count_single)
+    return counts
 
 
 def pytest_collection_modifyitems(config, items):

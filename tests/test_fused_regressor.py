@@ -3,7 +3,7 @@ single fits, and the search equals scikit-learn's."""
 
 import numpy as np
 import pytest
-from sklearn import model_selection as sk_model_selection
+from searches import assert_same_search, both
 from sklearn.base import clone
 from sklearn.datasets import load_diabetes
 from sklearn.exceptions import FitFailedWarning
@@ -11,7 +11,7 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sknn import MLPClassifierTorch, MLPRegressorTorch, model_selection
+from sknn import MLPClassifierTorch, MLPRegressorTorch
 from sknn._fused import fusion_key, prepare, train_stack
 
 
@@ -205,53 +205,6 @@ def raw_diabetes():
     return X, y / 100.0
 
 
-@pytest.fixture
-def counted(monkeypatch):
-    """How many fits the stacked trainer and the per-fit path each took."""
-    counts = {"stacked": 0, "single": 0}
-    train, single = model_selection._train_stack, model_selection._fit_single
-
-    def count_train(members, device):
-        counts["stacked"] += len(members)
-        return train(members, device)
-
-    def count_single(*args):
-        counts["single"] += 1
-        return single(*args)
-
-    monkeypatch.setattr(model_selection, "_train_stack", count_train)
-    monkeypatch.setattr(model_selection, "_fit_single", count_single)
-    return counts
-
-
-def _both(cls_name, estimator, grid, X, y, **kwargs):
-    ours = getattr(model_selection, cls_name)(estimator, grid, **kwargs).fit(X, y)
-    theirs = getattr(sk_model_selection, cls_name)(estimator, grid, **kwargs)
-    theirs.fit(X, y)
-    return ours, theirs
-
-
-def _assert_same_search(ours, theirs):
-    assert sorted(ours.cv_results_) == sorted(theirs.cv_results_)
-    for key, value in theirs.cv_results_.items():
-        if "time" in key:
-            assert np.all(np.asarray(ours.cv_results_[key]) >= 0)
-        elif key == "params":
-            assert ours.cv_results_[key] == value
-        elif key.startswith(("mean_", "std_", "split")):
-            np.testing.assert_allclose(ours.cv_results_[key], value, rtol=1e-4,
-                                       atol=1e-6, err_msg=key)
-        elif not key.startswith("rank_"):  # ranks of near-ties may swap
-            np.testing.assert_array_equal(ours.cv_results_[key], value)
-    if hasattr(theirs, "best_estimator_"):
-        ours_net, theirs_net = (s.best_estimator_ for s in (ours, theirs))
-        if isinstance(theirs_net, Pipeline):
-            ours_net, theirs_net = ours_net[-1], theirs_net[-1]
-        assert isinstance(ours_net, MLPRegressorTorch)
-        for a, b in zip(ours_net.coefs_, theirs_net.coefs_):
-            np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
-
-
 @pytest.mark.parametrize("case", [
     ({}, {"mlp__hidden_layer_sizes": [(16,), (8, 8)], "mlp__alpha": [1e-4, 1.0],
           "scale__with_mean": [True, False]}, 1, 16, 2),
@@ -268,9 +221,9 @@ def test_fused_regressor_search_equals_sklearns(raw_diabetes, counted, capsys, c
     base, grid, outputs, n_fits, n_stacks = case
     X, y = raw_diabetes
     y = _targets(y, outputs)
-    ours, theirs = _both("GridSearchCV", _pipe(**base), grid, X, y, cv=2,
+    ours, theirs = both("GridSearchCV", _pipe(**base), grid, X, y, cv=2,
                          verbose=1, return_train_score=True)
-    _assert_same_search(ours, theirs)
+    assert_same_search(ours, theirs, rtol=1e-4, ranks=False)
     assert ours.best_params_ == theirs.best_params_
     # every (candidate, fold) fit was trained in a stack, none one by one
     assert counted == {"stacked": n_fits, "single": 0}
@@ -286,10 +239,10 @@ def test_fused_regressor_randomized_search_equals_sklearns(diabetes, counted):
     dist = {"alpha": [1e-5, 1e-3, 1e-1, 1.0], "learning_rate_init": [1e-3, 3e-3]}
     est = MLPRegressorTorch(hidden_layer_sizes=(12,), max_iter=4, random_state=1,
                             device="cpu", solver="sgd", learning_rate_init=0.01)
-    ours, theirs = _both("RandomizedSearchCV", est, dist, X, y, n_iter=3, cv=3,
+    ours, theirs = both("RandomizedSearchCV", est, dist, X, y, n_iter=3, cv=3,
                          random_state=0, scoring=["r2", "neg_mean_squared_error"],
                          refit="neg_mean_squared_error")
-    _assert_same_search(ours, theirs)
+    assert_same_search(ours, theirs, rtol=1e-4, ranks=False)
     assert counted == {"stacked": 9, "single": 0}
     assert isinstance(ours.best_estimator_, MLPRegressorTorch)
 
@@ -304,8 +257,8 @@ def test_regressor_fits_that_cannot_stack_take_sklearns_path(raw_diabetes, count
             {"mlp__loss": ["poisson"]}]
     with pytest.warns(FitFailedWarning, match="fits failed"), \
             pytest.warns(UserWarning, match="test scores are non-finite"):
-        ours, theirs = _both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid,
+        ours, theirs = both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid,
                              X, y, cv=2, error_score=np.nan)
-    _assert_same_search(ours, theirs)
+    assert_same_search(ours, theirs, rtol=1e-4, ranks=False)
     assert counted == {"stacked": 2, "single": 6}
     assert np.isnan(ours.cv_results_["mean_test_score"][-1])

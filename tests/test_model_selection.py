@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from searches import assert_same_search, both
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
@@ -133,7 +134,6 @@ def test_stacked_fit_pickles_and_continues(digits):
 
 
 # ------------------------------------------------------------------ the search
-from sklearn import model_selection as sk_model_selection  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 
 from sknn import model_selection  # noqa: E402
@@ -151,32 +151,12 @@ def raw_digits():
     return X[:300], y[:300]
 
 
-def _both(cls_name, estimator, grid, X, y, **kwargs):
-    ours = getattr(model_selection, cls_name)(estimator, grid, **kwargs).fit(X, y)
-    theirs = getattr(sk_model_selection, cls_name)(estimator, grid, **kwargs)
-    theirs.fit(X, y)
-    return ours, theirs
-
-
-def _assert_same_search(ours, theirs):
-    assert sorted(ours.cv_results_) == sorted(theirs.cv_results_)
-    for key, value in theirs.cv_results_.items():
-        if "time" in key:
-            assert np.all(np.asarray(ours.cv_results_[key]) >= 0)
-        elif key == "params":
-            assert ours.cv_results_[key] == value
-        elif key.startswith(("mean_", "std_", "split")):
-            np.testing.assert_allclose(ours.cv_results_[key], value, atol=1e-6)
-        else:
-            np.testing.assert_array_equal(ours.cv_results_[key], value)
-
-
 def test_fused_grid_search_equals_sklearns(raw_digits, capsys):
     X, y = raw_digits
     grid = {"mlp__hidden_layer_sizes": [(16,), (8, 8)], "mlp__alpha": [1e-4, 1.0],
             "scale__with_mean": [True, False]}
-    ours, theirs = _both("GridSearchCV", _pipe(), grid, X, y, cv=2, verbose=1)
-    _assert_same_search(ours, theirs)
+    ours, theirs = both("GridSearchCV", _pipe(), grid, X, y, cv=2, verbose=1)
+    assert_same_search(ours, theirs)
     assert ours.best_params_ == theirs.best_params_
     out = capsys.readouterr().out
     assert "[sknn] 16 fits in 2 stacks, 0 fits one by one" in out
@@ -192,11 +172,11 @@ def test_fused_grid_search_equals_sklearns(raw_digits, capsys):
 def test_fused_search_multimetric_train_scores_and_refit(raw_digits):
     X, y = raw_digits
     grid = {"mlp__learning_rate_init": [1e-3, 1e-2], "mlp__beta_1": [0.9, 0.5]}
-    ours, theirs = _both(
+    ours, theirs = both(
         "GridSearchCV", _pipe(hidden_layer_sizes=(10,)), grid, X, y, cv=3,
         scoring=["accuracy", "neg_log_loss"], refit="neg_log_loss",
         return_train_score=True)
-    _assert_same_search(ours, theirs)
+    assert_same_search(ours, theirs)
     assert ours.best_index_ == theirs.best_index_
     assert ours.best_score_ == pytest.approx(theirs.best_score_, abs=1e-6)
 
@@ -205,9 +185,9 @@ def test_non_stacking_candidates_take_sklearns_path(raw_digits, capsys):
     X, y = raw_digits
     grid = [{"mlp__solver": ["lbfgs"], "mlp__max_iter": [10]},
             {"mlp__solver": ["adam"], "mlp__dropout": [0.0, 0.2]}]
-    ours, theirs = _both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid,
+    ours, theirs = both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid,
                          X, y, cv=2, verbose=1)
-    _assert_same_search(ours, theirs)
+    assert_same_search(ours, theirs)
     out = capsys.readouterr().out
     assert "2 fits in 1 stacks, 4 fits one by one" in out
 
@@ -232,9 +212,9 @@ def test_fused_randomized_search_equals_sklearns(raw_digits):
     est = MLPClassifierTorch((12,), max_iter=3, random_state=1, device="cpu",
                              solver="sgd", learning_rate_init=0.01)
     Xs = StandardScaler().fit_transform(X)
-    ours, theirs = _both("RandomizedSearchCV", est, dist, Xs, y, n_iter=3, cv=2,
+    ours, theirs = both("RandomizedSearchCV", est, dist, Xs, y, n_iter=3, cv=2,
                          random_state=0)
-    _assert_same_search(ours, theirs)
+    assert_same_search(ours, theirs)
     assert isinstance(ours.best_estimator_, MLPClassifierTorch)
 
 
@@ -244,12 +224,12 @@ def test_memory_budget_and_workers_split_stacks(raw_digits, capsys, monkeypatch)
     X, y = raw_digits
     grid = {"mlp__alpha": [1e-4, 1e-2, 1.0]}
     monkeypatch.setattr(model_selection, "CPU_STACK_BYTES", 1)
-    _, theirs = _both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid, X, y,
+    _, theirs = both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid, X, y,
                       cv=2)
     with parallel_config(backend="threading"):
         ours = model_selection.GridSearchCV(_pipe(hidden_layer_sizes=(8,)), grid,
                                             cv=2, verbose=1, n_jobs=2).fit(X, y)
-    _assert_same_search(ours, theirs)
+    assert_same_search(ours, theirs)
     assert "6 fits in 6 stacks" in capsys.readouterr().out
     monkeypatch.undo()
     with parallel_config(backend="threading"):
@@ -295,9 +275,9 @@ def test_a_failing_stack_falls_back_to_sklearns_path(raw_digits, monkeypatch):
     with pytest.warns(RuntimeWarning, match="could not train 4 fits as a stack"):
         ours = model_selection.GridSearchCV(_pipe(hidden_layer_sizes=(8,)), grid,
                                             cv=2).fit(X, y)
-    _, theirs = _both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid, X, y,
+    _, theirs = both("GridSearchCV", _pipe(hidden_layer_sizes=(8,)), grid, X, y,
                       cv=2)
-    _assert_same_search(ours, theirs)
+    assert_same_search(ours, theirs)
 
 
 class _CountingScaler(StandardScaler):

@@ -7,7 +7,7 @@ the scoring takes what scikit-learn's gives it, and the results equal
 import numpy as np
 import pytest
 import sklearn
-from sklearn import model_selection as sk_model_selection
+from searches import assert_same_search, both
 from sklearn.datasets import load_diabetes, load_digits
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
@@ -28,53 +28,6 @@ def diabetes():
     X, y = load_diabetes(return_X_y=True)
     weight = np.random.RandomState(1).uniform(0.1, 3.0, len(X))
     return X, y / 100.0, weight
-
-
-@pytest.fixture
-def counted(monkeypatch):
-    """How many fits the stacked trainer and the per-fit path each took."""
-    counts = {"stacked": 0, "single": 0}
-    train, single = model_selection._train_stack, model_selection._fit_single
-
-    def count_train(members, device):
-        counts["stacked"] += len(members)
-        return train(members, device)
-
-    def count_single(*args):
-        counts["single"] += 1
-        return single(*args)
-
-    monkeypatch.setattr(model_selection, "_train_stack", count_train)
-    monkeypatch.setattr(model_selection, "_fit_single", count_single)
-    return counts
-
-
-def _both(cls_name, estimator, grid, X, y, fit_params, **kwargs):
-    ours = getattr(model_selection, cls_name)(estimator, grid, **kwargs)
-    ours.fit(X, y, **fit_params)
-    theirs = getattr(sk_model_selection, cls_name)(estimator, grid, **kwargs)
-    theirs.fit(X, y, **fit_params)
-    return ours, theirs
-
-
-def _assert_same_search(ours, theirs):
-    assert sorted(ours.cv_results_) == sorted(theirs.cv_results_)
-    for key, value in theirs.cv_results_.items():
-        if "time" in key:
-            assert np.all(np.asarray(ours.cv_results_[key]) >= 0)
-        elif key == "params":
-            assert ours.cv_results_[key] == value
-        elif key.startswith(("mean_", "std_", "split")):
-            np.testing.assert_allclose(ours.cv_results_[key], value, rtol=1e-4,
-                                       atol=1e-6, err_msg=key)
-        elif not key.startswith("rank_"):  # ranks of near-ties may swap
-            np.testing.assert_array_equal(ours.cv_results_[key], value)
-    assert ours.best_params_ == theirs.best_params_
-    nets = [s.best_estimator_ for s in (ours, theirs)]
-    nets = [n[-1] if isinstance(n, Pipeline) else n for n in nets]
-    for a, b in zip(nets[0].coefs_ + nets[0].intercepts_,
-                    nets[1].coefs_ + nets[1].intercepts_):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
 def _classifier(**params):
@@ -99,10 +52,10 @@ def test_classifier_search_with_sample_weight_stacks(digits300, counted, capsys,
     X = StandardScaler().fit_transform(X)
     est = _classifier(early_stopping=early_stopping, max_iter=6)
     grid = {"alpha": [1e-4, 1.0], "class_weight": [None, "balanced"]}
-    ours, theirs = _both("GridSearchCV", est, grid, X, y,
+    ours, theirs = both("GridSearchCV", est, grid, X, y,
                          {"sample_weight": weight}, cv=3, verbose=1,
                          return_train_score=True)
-    _assert_same_search(ours, theirs)
+    assert_same_search(ours, theirs, rtol=1e-4, ranks=False)
     assert counted == {"stacked": 12, "single": 0}
     assert "[sknn] 12 fits in 1 stacks, 0 fits one by one" in capsys.readouterr().out
     unweighted = model_selection.GridSearchCV(est, grid, cv=3).fit(X, y)
@@ -118,11 +71,11 @@ def test_pipeline_step_sample_weight_stacks(digits300, counted):
     pipe = Pipeline([("scale", StandardScaler()), ("mlp", _classifier())])
     grid = {"mlp__hidden_layer_sizes": [(12,), (6, 6)],
             "mlp__learning_rate_init": [1e-3, 1e-2]}
-    ours, theirs = _both("GridSearchCV", pipe, grid, X, y,
+    ours, theirs = both("GridSearchCV", pipe, grid, X, y,
                          {"mlp__sample_weight": weight}, cv=2,
                          scoring=["accuracy", "neg_log_loss"],
                          refit="neg_log_loss")
-    _assert_same_search(ours, theirs)
+    assert_same_search(ours, theirs, rtol=1e-4, ranks=False)
     assert counted == {"stacked": 8, "single": 0}
 
 
@@ -136,10 +89,10 @@ def test_metadata_routing_sample_weight_stacks(digits300, counted):
             ("mlp", _classifier().set_fit_request(sample_weight=True)
              .set_score_request(sample_weight=True))])
         grid = {"mlp__alpha": [1e-4, 1.0], "scale__with_mean": [True, False]}
-        ours, theirs = _both("RandomizedSearchCV", pipe, grid, X, y,
+        ours, theirs = both("RandomizedSearchCV", pipe, grid, X, y,
                              {"sample_weight": weight}, n_iter=3, cv=2,
                              random_state=0)
-    _assert_same_search(ours, theirs)
+    assert_same_search(ours, theirs, rtol=1e-4, ranks=False)
     assert counted == {"stacked": 6, "single": 0}
 
 
@@ -152,10 +105,10 @@ def test_regressor_search_with_sample_weight_stacks(diabetes, counted,
                                         learning_rate_init=0.01))])
     grid = {"mlp__alpha": [1e-4, 1.0], "mlp__hidden_layer_sizes": [(12,), (8, 4)]}
     groups = np.arange(len(X)) % 5
-    ours, theirs = _both("GridSearchCV", pipe, grid, X, y,
+    ours, theirs = both("GridSearchCV", pipe, grid, X, y,
                          {"mlp__sample_weight": weight, "groups": groups},
                          cv=GroupKFold(3), return_train_score=True)
-    _assert_same_search(ours, theirs)
+    assert_same_search(ours, theirs, rtol=1e-4, ranks=False)
     assert counted == {"stacked": 12, "single": 0}
 
 
@@ -165,9 +118,9 @@ def test_bare_regressor_search_scores_with_the_weights(diabetes, counted):
     X, y, weight = diabetes
     X = StandardScaler().fit_transform(X)
     dist = {"alpha": [1e-5, 1e-3, 1e-1, 1.0], "learning_rate_init": [1e-3, 1e-2]}
-    ours, theirs = _both("RandomizedSearchCV", _regressor(solver="sgd"), dist, X, y,
+    ours, theirs = both("RandomizedSearchCV", _regressor(solver="sgd"), dist, X, y,
                          {"sample_weight": weight}, n_iter=3, cv=3,
                          random_state=0, scoring=["r2", "neg_mean_squared_error"],
                          refit="r2")
-    _assert_same_search(ours, theirs)
+    assert_same_search(ours, theirs, rtol=1e-4, ranks=False)
     assert counted == {"stacked": 9, "single": 0}
