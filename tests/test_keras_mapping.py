@@ -34,23 +34,30 @@ def _fit_recording(X, y, **params):
     return clf, dict(clf.net_.callbacks_)["record"].state_
 
 
-def _keras_loop(clf, initial, X, y, *, optimizer, lam, batch_size, epochs):
-    """Keras' training, in torch: loss = mean CE + lam * sum ||W||^2 (weights of
-    the Dense layers only), batches in order, ``optimizer`` on all parameters."""
+def _keras_loop(clf, initial, X, y, *, optimizer, lam, batch_size, epochs,
+                loss="sparse_categorical_crossentropy"):
+    """Keras' training, in torch: loss = mean CE (or, with ``loss="mse"``, the
+    mean squared error without a 1/2) + lam * sum ||W||^2 (weights of the
+    Dense layers only), batches in order, ``optimizer`` on all parameters."""
     module = copy.deepcopy(clf.net_.module_)
     module.load_state_dict(initial)
     module.train()
     opt = optimizer(module.parameters())
     kernels = [m.weight for m in module.modules() if isinstance(m, torch.nn.Linear)]
     X = torch.as_tensor(X, dtype=torch.float32)
-    y = torch.as_tensor(y, dtype=torch.long)
+    if loss == "mse":
+        y = torch.as_tensor(y, dtype=torch.float32).reshape(len(X), -1)
+        criterion = F.mse_loss
+    else:
+        y = torch.as_tensor(y, dtype=torch.long)
+        criterion = F.cross_entropy
     for _ in range(epochs):
         for start in range(0, len(X), batch_size):
             xb, yb = X[start:start + batch_size], y[start:start + batch_size]
-            loss = F.cross_entropy(module(xb), yb)
-            loss = loss + lam * sum(w.pow(2).sum() for w in kernels)
+            batch_loss = criterion(module(xb), yb)
+            batch_loss = batch_loss + lam * sum(w.pow(2).sum() for w in kernels)
             opt.zero_grad()
-            loss.backward()
+            batch_loss.backward()
             opt.step()
     return module.state_dict()
 
@@ -280,25 +287,10 @@ def test_early_stopping_on_val_loss_with_skorchs_callback(digits):
     assert stopped.n_iter_ == keras_stop
 
 
-def _keras_mse_loop(reg, initial, X, y, *, optimizer, lam, batch_size, epochs):
+def _keras_mse_loop(reg, initial, X, y, **kwargs):
     """Keras' Dense(1) + loss="mse" in torch: mean squared error (no 1/2) plus
     lam * sum ||W||^2, batches in order."""
-    module = copy.deepcopy(reg.net_.module_)
-    module.load_state_dict(initial)
-    module.train()
-    opt = optimizer(module.parameters())
-    kernels = [m.weight for m in module.modules() if isinstance(m, torch.nn.Linear)]
-    X = torch.as_tensor(X, dtype=torch.float32)
-    y = torch.as_tensor(y, dtype=torch.float32).reshape(len(X), -1)
-    for _ in range(epochs):
-        for start in range(0, len(X), batch_size):
-            xb, yb = X[start:start + batch_size], y[start:start + batch_size]
-            loss = F.mse_loss(module(xb), yb)
-            loss = loss + lam * sum(w.pow(2).sum() for w in kernels)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return module.state_dict()
+    return _keras_loop(reg, initial, X, y, loss="mse", **kwargs)
 
 
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
