@@ -62,19 +62,27 @@ def plain_torch_fit(X, y, hidden, epochs, batch_size, lr=1e-3, fused=True, seed=
     two parameter groups), so the loops differ in their data path only.
     """
     torch.manual_seed(seed)
-    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    return _plain_loop(X, yt, int(yt.max()) + 1, nn.CrossEntropyLoss(), hidden,
+                       epochs, batch_size, lr, fused, alpha)
+
+
+def _plain_loop(X, yt, n_outputs, loss_fn, hidden, epochs, batch_size, lr, fused,
+                alpha):
+    """The plain loop itself: an MLP of ``hidden`` ReLU layers, Adam with
+    the L2 term on the weights, ``loss_fn`` on each batch of a per-epoch
+    permutation."""
+    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
     layers, n_in = [], Xt.shape[1]
     for h in hidden:
         layers += [nn.Linear(n_in, h), nn.ReLU()]
         n_in = h
-    model = nn.Sequential(*layers, nn.Linear(n_in, int(yt.max()) + 1))
+    model = nn.Sequential(*layers, nn.Linear(n_in, n_outputs))
     weights = [m.weight for m in model if isinstance(m, nn.Linear)]
     biases = [m.bias for m in model if isinstance(m, nn.Linear)]
     opt = torch.optim.Adam(
         [{"params": weights, "weight_decay": alpha / batch_size},
          {"params": biases, "weight_decay": 0.0}], lr=lr, fused=fused)
-    loss_fn = nn.CrossEntropyLoss()
     n = len(Xt)
     for _ in range(epochs):
         perm = torch.randperm(n)
@@ -368,28 +376,10 @@ def plain_torch_regression_fit(X, y, hidden, epochs, batch_size, lr=1e-3, seed=0
     fused Adam with the L2 term as weight decay on the weights only (as sknn
     configures it), tensors preloaded, a permutation sliced per batch."""
     torch.manual_seed(seed)
-    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
     yt = torch.from_numpy(np.asarray(y, dtype=np.float32).reshape(len(X), -1))
-    layers, n_in = [], Xt.shape[1]
-    for h in hidden:
-        layers += [nn.Linear(n_in, h), nn.ReLU()]
-        n_in = h
-    model = nn.Sequential(*layers, nn.Linear(n_in, yt.shape[1]))
-    weights = [m.weight for m in model if isinstance(m, nn.Linear)]
-    biases = [m.bias for m in model if isinstance(m, nn.Linear)]
-    opt = torch.optim.Adam(
-        [{"params": weights, "weight_decay": alpha / batch_size},
-         {"params": biases, "weight_decay": 0.0}], lr=lr, fused=True)
-    n = len(Xt)
-    for _ in range(epochs):
-        perm = torch.randperm(n)
-        for start in range(0, n, batch_size):
-            idx = perm[start:start + batch_size]
-            opt.zero_grad()
-            loss = 0.5 * nn.functional.mse_loss(model(Xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-    return model
+    return _plain_loop(X, yt, yt.shape[1],
+                       lambda out, target: 0.5 * nn.functional.mse_loss(out, target),
+                       hidden, epochs, batch_size, lr, True, alpha)
 
 
 def sknn_regression_fit(X, y, hidden, epochs, batch_size):
