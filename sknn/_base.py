@@ -170,6 +170,14 @@ class BaseTorchEstimator(CallbackSupportMixin, BaseEstimator):
             _check_float32_range(X)
         return X
 
+    def _forward(self, X):
+        """The fitted network's outputs (logits) for X, validated: the
+        prediction path of every estimator."""
+        if not hasattr(self, "net_"):  # check_is_fitted's tags cost ~6 us
+            check_is_fitted(self)
+        X = self._validate_X(X)
+        return self.net_.forward_logits(self._input_tensor(X, self.device_))
+
     def _validate_Xy(self, X, y, reset):
         """Validated 2-D float X and y: float32 or float64 arrays as given,
         anything else (lists, integers) float64, as scikit-learn's MLP."""
@@ -457,14 +465,10 @@ class BaseTorchClassifier(ClassifierMixin, BaseTorchEstimator):
 
     # -------------------------------------------------------------- prediction
     def _outputs(self, X, log=False):
-        if not hasattr(self, "net_"):  # check_is_fitted's tags cost ~6 us
-            check_is_fitted(self)
-        X = self._validate_X(X)
         from sknn._net import output_probabilities
 
-        net = self.net_
-        logits = net.forward_logits(self._input_tensor(X, self.device_))
-        return output_probabilities(logits, net.target_kind, log=log)
+        return output_probabilities(self._forward(X), self.net_.target_kind,
+                                    log=log)
 
     def predict_proba(self, X):
         """Probability estimates.

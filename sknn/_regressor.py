@@ -14,7 +14,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_array, column_or_1d
 
 from sknn._base import BaseTorchEstimator
 from sknn._compat import Interval, StrOptions, _fit_context
@@ -278,12 +278,7 @@ class MLPRegressorTorch(MLPLayersMixin, RegressorMixin, BaseTorchEstimator):
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             The predicted values: 1-D for a single output, as scikit-learn's.
         """
-        if not hasattr(self, "net_"):
-            check_is_fitted(self)
-        X = self._validate_X(X)
-        net = self.net_
-        outputs = net.forward_logits(self._input_tensor(X, self.device_))
-        y = outputs.detach().cpu().numpy().astype(np.float64)
+        y = self._forward(X).detach().cpu().numpy().astype(np.float64)
         if self.out_activation_ == "exp":
             y = np.exp(y)
         y = y.astype(getattr(self, "_input_dtype", np.float64), copy=False)
