@@ -136,11 +136,17 @@ class NonFiniteStop(Callback):
     (``sknn._net.check_finite_weights``)."""
 
     def on_epoch_end(self, net, **kwargs):
-        if math.isfinite(net.history[-1].get("train_loss", 0.0)):
-            return
-        if all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):
-            return
-        raise KeyboardInterrupt
+        if diverged(net.history[-1].get("train_loss", 0.0),
+                    net.module_.parameters()):
+            raise KeyboardInterrupt
+
+
+def diverged(loss, parameters):
+    """:class:`NonFiniteStop`'s rule, which stacked fits follow too: the
+    epoch's loss is not finite, and neither are the weights (checked only
+    then)."""
+    return not math.isfinite(loss) and not all(
+        bool(torch.isfinite(p).all()) for p in parameters)
 
 
 class RestoreBestWeights(Callback):

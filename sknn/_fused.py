@@ -30,7 +30,6 @@ each, the fitted estimator its single fit makes:
 A network that has stopped leaves the stack at the end of its epoch.
 """
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -39,6 +38,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
+from sknn._callbacks import diverged
 from sknn._compat import _check_sample_weight
 from sknn._fitted import fitted_attributes
 from sknn._stacked import (
@@ -505,8 +505,7 @@ def _end_of_epoch(f, m, record, model, opt):
         return True
     # sknn's NonFiniteStop: a loss and weights that are not finite end the fit
     # (NaN weights stay NaN)
-    return not math.isfinite(record["train_loss"]) and not all(
-        bool(torch.isfinite(p[m]).all()) for p in model.params)
+    return diverged(record["train_loss"], (p[m] for p in model.params))
 
 
 # ---------------------------------------------------------- fitted models
